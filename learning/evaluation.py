@@ -1,4 +1,4 @@
-"""Ranking metrics of the seed's evaluation: PR-AUC, ROC-AUC, recall at precision, band precision."""
+"""Ranking metrics of the seed's evaluation: PR-AUC, ROC-AUC, recall at precision, bands."""
 
 from __future__ import annotations
 

@@ -58,7 +58,8 @@ def uncertainty_scores(
         Probabilities in [0, 1].
     kind : {"threshold", "margin", "entropy"}
         ``threshold``: closeness to ``threshold`` (1 at the threshold, 0 at the farthest end of
-        [0, 1]); ``margin``: closeness to 0.5, ``1 - |2p - 1|``; ``entropy``: binary entropy in bits.
+        [0, 1]); ``margin``: closeness to 0.5, ``1 - |2p - 1|``; ``entropy``: binary entropy
+        in bits.
     threshold : float, optional
         Decision threshold for ``kind="threshold"``; required there.
 

@@ -100,7 +100,8 @@ def stopping_signals(
     stable = overlap is None or overlap >= min_overlap
     if dry and stable:
         reasons.append(
-            f"the last {patience} batches confirmed under {min_confirmation_rate:.0%} of their cases"
+            f"the last {patience} batches confirmed under {min_confirmation_rate:.0%} "
+            "of their cases"
             + (f" and the top {top_k} is {overlap:.0%} unchanged" if overlap is not None else "")
         )
     if left is not None and left < 1.0:

@@ -3,7 +3,6 @@ columnar snapshot (``cases.parquet`` with ``row``, ``events.parquet``, ``schema.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from pathlib import Path
@@ -11,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from django.db import connection
 
@@ -108,13 +109,17 @@ class SnapshotWriter:
             pq.ParquetWriter(folder / "events.parquet", self.event_schema) if events else None
         )
 
-    def write_cases(self, frame: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(frame, schema=self.case_schema, preserve_index=False)
+    def case_table(self, frame: pd.DataFrame) -> pa.Table:
+        return pa.Table.from_pandas(frame, schema=self.case_schema, preserve_index=False)
+
+    def event_table(self, frame: pd.DataFrame) -> pa.Table:
+        return pa.Table.from_pandas(frame, schema=self.event_schema, preserve_index=False)
+
+    def write_cases(self, table: pa.Table) -> None:
         self.cases.write_table(table)
 
-    def write_events(self, frame: pd.DataFrame) -> None:
+    def write_events(self, table: pa.Table) -> None:
         assert self.events is not None
-        table = pa.Table.from_pandas(frame, schema=self.event_schema, preserve_index=False)
         self.events.write_table(table)
 
     def close(self, schema: dict) -> None:
@@ -124,68 +129,87 @@ class SnapshotWriter:
         (self.folder / "schema.json").write_text(json.dumps(schema, indent=2))
 
 
-def features_json(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """One JSON object per row with the given columns (NaN as null)."""
+def _json_values(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Each value as JSON text (null for missing, NaN and infinities)."""
+    if pa.types.is_floating(column.type):
+        column = pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return pc.fill_null(pc.cast(column, pa.string()), "null")
+    text = pc.cast(column, pa.string())
+    if pc.any(pc.match_substring_regex(text, r"[\x00-\x1f]")).as_py():
+        quoted = pa.array([None if v is None else json.dumps(v) for v in text.to_pylist()])
+    else:
+        escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), '"', '\\"')
+        quoted = pc.binary_join_element_wise('"', escaped, '"', "")
+    return pc.fill_null(quoted, "null")
+
+
+def features_json(table: pa.Table, columns: list[str]) -> pa.ChunkedArray:
+    """One JSON object per row with the given columns, built column-wise by Arrow kernels."""
     if not columns:
-        return ["{}"] * len(frame)
-    text = frame[columns].to_json(orient="records", lines=True, double_precision=10)
-    return text.rstrip("\n").split("\n")
+        return pa.chunked_array([pa.array(["{}"] * table.num_rows, pa.string())])
+    parts: list = []
+    for i, name in enumerate(columns):
+        parts += [("{" if i == 0 else ",") + json.dumps(name) + ":", _json_values(table[name])]
+    parts.append("}")
+    return pc.binary_join_element_wise(*parts, "")
 
 
-def _copy(table: str, columns: list[str], frame: pd.DataFrame, force_not_null: list[str]) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, header=False, index=False, quoting=csv.QUOTE_MINIMAL)
+def _copy(table_name: str, rows: pa.Table, force_not_null: list[str]) -> None:
+    """``COPY table FROM STDIN`` of an Arrow table, written as CSV by Arrow's C++ writer."""
+    buffer = io.BytesIO()
+    pcsv.write_csv(rows, buffer, pcsv.WriteOptions(include_header=False))
     qn = connection.ops.quote_name
     sql = (
-        f"COPY {qn(table)} ({', '.join(qn(c) for c in columns)}) FROM STDIN "
+        f"COPY {qn(table_name)} ({', '.join(qn(c) for c in rows.column_names)}) FROM STDIN "
         f"(FORMAT csv, FORCE_NOT_NULL ({', '.join(qn(c) for c in force_not_null)}))"
     )
     with connection.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.write(buffer.getvalue())
+        copy.write(buffer.getbuffer())
 
 
-def insert_cases(dataset_id: int, frame: pd.DataFrame, feature_columns: list[str]) -> None:
+def insert_cases(dataset_id: int, table: pa.Table, feature_columns: list[str]) -> None:
     """Insert a typed chunk of cases: ``COPY`` on PostgreSQL, ``bulk_create`` elsewhere."""
-    features = features_json(frame, feature_columns)
-    seed = frame[SEED].to_numpy() == 1
-    pool = np.where(seed, PoolState.POSITIVE.value, PoolState.UNLABELED.value)
-    ts = frame[TS] if TS in frame else pd.Series(pd.NaT, index=frame.index)
+    features = features_json(table, feature_columns)
+    seed = pc.equal(table[SEED], 1)
+    pool = pc.if_else(seed, PoolState.POSITIVE.value, PoolState.UNLABELED.value)
+    n = table.num_rows
+    ts = table[TS] if TS in table.column_names else pa.nulls(n, pa.timestamp("ns"))
     if connection.vendor == "postgresql":
-        rows = pd.DataFrame(
+        rows = pa.table(
             {
-                "dataset_id": dataset_id,
-                "row": frame[ROW].to_numpy(),
-                "case_id": frame[CASE_ID].to_numpy(),
-                "entity_id": frame[ENTITY_ID].to_numpy(),
-                "ts": ts.to_numpy(),
-                "seed_positive": seed.astype(np.int8),
+                "dataset_id": pa.array(np.full(n, dataset_id, dtype=np.int64)),
+                "row": table[ROW],
+                "case_id": table[CASE_ID],
+                "entity_id": table[ENTITY_ID],
+                "ts": ts,
+                "seed_positive": pc.cast(seed, pa.int8()),
                 "pool_state": pool,
                 "features": features,
             }
         )
-        _copy(Case._meta.db_table, list(rows.columns), rows, ["case_id", "entity_id"])
+        _copy(Case._meta.db_table, rows, ["case_id", "entity_id"])
         return
-    times = _aware_or_none(ts)
     Case.objects.bulk_create(
         [
             Case(
                 dataset_id=dataset_id,
-                row=int(r),
+                row=r,
                 case_id=c,
                 entity_id=e,
-                ts=t,
-                seed_positive=bool(s),
+                ts=_aware(t),
+                seed_positive=s,
                 pool_state=p,
                 features=json.loads(f),
             )
             for r, c, e, t, s, p, f in zip(
-                frame[ROW],
-                frame[CASE_ID],
-                frame[ENTITY_ID],
-                times,
-                seed,
-                pool,
-                features,
+                table[ROW].to_pylist(),
+                table[CASE_ID].to_pylist(),
+                table[ENTITY_ID].to_pylist(),
+                ts.to_pylist(),
+                seed.to_pylist(),
+                pool.to_pylist(),
+                features.to_pylist(),
                 strict=True,
             )
         ],
@@ -193,28 +217,35 @@ def insert_cases(dataset_id: int, frame: pd.DataFrame, feature_columns: list[str
     )
 
 
-def insert_events(dataset_id: int, frame: pd.DataFrame, field_columns: list[str]) -> None:
-    fields = features_json(frame, field_columns)
+def insert_events(dataset_id: int, table: pa.Table, field_columns: list[str]) -> None:
+    fields = features_json(table, field_columns)
     if connection.vendor == "postgresql":
-        rows = pd.DataFrame(
+        rows = pa.table(
             {
-                "dataset_id": dataset_id,
-                "entity_id": frame[ENTITY_ID].to_numpy(),
-                "ts": frame[TS].to_numpy(),
+                "dataset_id": pa.array(np.full(table.num_rows, dataset_id, dtype=np.int64)),
+                "entity_id": table[ENTITY_ID],
+                "ts": table[TS],
                 "fields": fields,
             }
         )
-        _copy(Event._meta.db_table, list(rows.columns), rows, ["entity_id"])
+        _copy(Event._meta.db_table, rows, ["entity_id"])
         return
     Event.objects.bulk_create(
         [
-            Event(dataset_id=dataset_id, entity_id=e, ts=t, fields=json.loads(f))
-            for e, t, f in zip(frame[ENTITY_ID], _aware_or_none(frame[TS]), fields, strict=True)
+            Event(dataset_id=dataset_id, entity_id=e, ts=_aware(t), fields=json.loads(f))
+            for e, t, f in zip(
+                table[ENTITY_ID].to_pylist(),
+                table[TS].to_pylist(),
+                fields.to_pylist(),
+                strict=True,
+            )
         ],
         batch_size=SQLITE_BATCH,
     )
 
 
-def _aware_or_none(values: pd.Series) -> list:
-    aware = pd.to_datetime(values).dt.tz_localize("UTC")
-    return [None if pd.isna(t) else t.to_pydatetime() for t in aware]
+def _aware(value):
+    """Arrow gives naive UTC datetimes (or pandas Timestamps for ns); Django wants aware ones."""
+    if value is None:
+        return None
+    return pd.Timestamp(value).tz_localize("UTC").to_pydatetime()

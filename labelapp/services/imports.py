@@ -8,6 +8,7 @@ place at the end. Any problem or error leaves no rows, no Dataset and no snapsho
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,6 +35,17 @@ from labelapp.services.audit import audit_event_create
 __all__ = ["ImportRejected", "ImportReport", "dataset_delete_rows", "dataset_import"]
 
 Progress = Callable[[str, int, int | None], None]
+STALE_TEMPORARY_SECONDS = 24 * 3600
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Temporary snapshot folders of imports killed without cleanup (a day old or more)."""
+    if not root.is_dir():
+        return
+    now = time.time()
+    for folder in root.glob(".importing-*"):
+        if now - folder.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _rejected(code: str, message: str) -> ImportRejected:
@@ -71,20 +83,20 @@ def _write(dataset: Dataset, plan: ImportPlan, folder: Path, progress: Progress 
     writer = SnapshotWriter(folder, plan.cases, plan.events)
     start = 0
     for chunk in reader.iter_chunks(plan.cases.source):
-        frame = typed_cases(chunk, plan.cases, start)
-        writer.write_cases(frame)
-        insert_cases(dataset.pk, frame, case_features)
-        start += len(frame)
+        table = writer.case_table(typed_cases(chunk, plan.cases, start))
+        writer.write_cases(table)
+        insert_cases(dataset.pk, table, case_features)
+        start += table.num_rows
         if progress:
             progress("importing cases", start, plan.cases.n_rows)
     n_events = 0
     if plan.events is not None:
         fields = [c.name for c in plan.events.features]
         for chunk in reader.iter_chunks(plan.events.source):
-            frame = typed_events(chunk, plan.events)
-            writer.write_events(frame)
-            insert_events(dataset.pk, frame, fields)
-            n_events += len(frame)
+            table = writer.event_table(typed_events(chunk, plan.events))
+            writer.write_events(table)
+            insert_events(dataset.pk, table, fields)
+            n_events += table.num_rows
             if progress:
                 progress("importing events", n_events, plan.events.n_rows)
     writer.close(plan.schema)
@@ -119,6 +131,7 @@ def dataset_import(
         raise ImportRejected(report)
 
     root = Path(settings.ARTIFACTS_DIR) / "datasets"
+    _remove_stale_temporaries(root)
     temporary = root / f".importing-{uuid.uuid4().hex}"
     final: Path | None = None
     try:

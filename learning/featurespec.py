@@ -11,7 +11,8 @@ Columns of the matrix, in order (``FeatureSpec.feature_names``):
    (unknown or missing values become -1, which LightGBM reads as missing);
 3. label-derived entity features ``p_<column>_<w>d``: how many known positives (the P the model
    was trained with, stored as ``positives.parquet``) shared the case's value of ``column`` in the
-   ``w`` days strictly before the case's ``ts`` (see :func:`learning.features.label_derived_features`);
+   ``w`` days strictly before the case's ``ts``
+   (see :func:`learning.features.label_derived_features`);
 4. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,6 @@ def test_pipeline_in_process_writes_model_scores_and_batch(loop_dataset, admin_u
     assert m["positives"] == int(cases.seed_positive.sum())
     assert m["reliable_negatives"] > 0 and 0 < m["spy_threshold"] < 1
     assert sum(m["score_histogram"]["counts"]) == len(cases)
-    print(m["stage_seconds"], iteration.log)
     assert set(m["stage_seconds"]) >= {"load", "features", "train", "score", "select"}
     assert AuditEvent.objects.filter(verb="model.current", target_id=str(version.pk)).exists()
 
@@ -153,9 +153,8 @@ def test_chunked_scoring_rebuilds_features_like_the_standalone_scorer(loop_datas
     expected = np.load(folder / "scores.npy")
     # A helper worker scores a chunk from the snapshot and the stored spec and positives alone.
     (folder / "scores").mkdir()
-    (folder / "inputs.json").write_text(
-        '{"snapshot": "%s", "embeddings": null}' % dataset.snapshot_dir
-    )
+    inputs = {"snapshot": dataset.snapshot_dir, "embeddings": None}
+    (folder / "inputs.json").write_text(json.dumps(inputs))
     parts = [score_chunk(folder, a, b) for a, b in chunk_plan(len(cases), 700)]
     np.testing.assert_allclose(np.concatenate(parts), expected, rtol=1e-6)
     # And build_matrix over the raw file gives the same matrix for the same rows.
@@ -232,7 +231,8 @@ def test_model_pages_compare_promote_rollback(loop_dataset, admin_client, expert
     assert listing.status_code == 200 and b"current" in listing.content
     detail = expert_client.get(reverse("model-detail", args=[v2.pk]))
     assert detail.status_code == 200 and b"Lineage" in detail.content
-    compare = expert_client.get(reverse("model-compare", args=[dataset.name]), {"a": v1.pk, "b": v2.pk})
+    compare_url = reverse("model-compare", args=[dataset.name])
+    compare = expert_client.get(compare_url, {"a": v1.pk, "b": v2.pk})
     assert compare.status_code == 200 and b"n_estimators" in compare.content
     assert expert_client.post(reverse("model-promote", args=[v1.pk])).status_code == 403
     assert admin_client.post(reverse("model-rollback", args=[dataset.name])).status_code == 302

@@ -181,3 +181,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- The loop: iteration heartbeats (a worker silent for longer is presumed dead) -------------
+ITERATION_HEARTBEAT_INTERVAL_S = float(env_str("ITERATION_HEARTBEAT_INTERVAL_S", "2"))
+ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30"))
+# LightGBM threads of a training worker (0: LightGBM's default, all cores).
+LOOP_LIGHTGBM_THREADS = env_int("LOOP_LIGHTGBM_THREADS", 0)

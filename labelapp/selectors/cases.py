@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 
 from labelapp.models import BatchItem, Case, Dataset, Event, Label, ModelVersion
 from labelapp.selectors.datasets import snapshot_dir_for
@@ -33,6 +34,8 @@ ENTITY_HISTORY = 20
 RANGE_PERCENTILES = (5.0, 50.0, 95.0)
 #: Features shown in the "what pushed the score" panel.
 TOP_CONTRIBUTIONS = 8
+#: How long a case's contributions stay cached (they only change with the model).
+CONTRIBUTIONS_CACHE_SECONDS = 3600
 #: Rows read at once when computing ranges from the database (datasets without a snapshot).
 RANGE_DB_CHUNK = 5000
 
@@ -282,6 +285,18 @@ class Contributions:
 
 
 def score_contributions(case: Case, *, top: int = TOP_CONTRIBUTIONS) -> Contributions:
+    """The current model's contributions for ``case``, cached per (model, case)."""
+    model_id = case.dataset.current_model_id
+    key = f"contrib:{model_id}:{case.pk}:{top}"
+    cached = cache.get(key) if model_id else None
+    if cached is None:
+        cached = _score_contributions(case, top=top)
+        if model_id and not cached.unavailable:
+            cache.set(key, cached, CONTRIBUTIONS_CACHE_SECONDS)
+    return cached
+
+
+def _score_contributions(case: Case, *, top: int) -> Contributions:
     """LightGBM ``pred_contrib`` of the dataset's current model for this case.
 
     Returns a ``Contributions`` whose ``unavailable`` says why when there is no model (or its
@@ -310,11 +325,22 @@ def score_contributions(case: Case, *, top: int = TOP_CONTRIBUTIONS) -> Contribu
 @lru_cache(maxsize=4)
 def _load_model(artifact_dir: str):
     import lightgbm as lgb
+
     from learning.featurespec import FeatureSpec
 
     booster = lgb.Booster(model_file=str(Path(artifact_dir) / "model.txt"))
     spec = FeatureSpec.from_json((Path(artifact_dir) / "feature_spec.json").read_text())
     return booster, spec
+
+
+@lru_cache(maxsize=4)
+def _embeddings(artifact_dir: str) -> np.ndarray:
+    """The embeddings the model was trained on (``inputs.json`` names them), memory-mapped."""
+    inputs = Path(artifact_dir) / "inputs.json"
+    path = json.loads(inputs.read_text()).get("embeddings") if inputs.exists() else None
+    if not path or not Path(path).exists():
+        raise FileNotFoundError("the model uses embeddings and their file is not available")
+    return np.load(path, mmap_mode="r")
 
 
 @lru_cache(maxsize=4)
@@ -327,6 +353,7 @@ def _positives(artifact_dir: str):
 
 def _case_matrix(case: Case, spec: Any, artifact_dir: Path) -> np.ndarray:
     import pandas as pd
+
     from learning.featurespec import build_matrix
 
     frame = pd.DataFrame(
@@ -341,9 +368,6 @@ def _case_matrix(case: Case, spec: Any, artifact_dir: Path) -> np.ndarray:
         ]
     )
     embeddings = None
-    if getattr(spec, "embedding_dim", 0):
-        path = artifact_dir / "embeddings.npy"
-        if not path.exists():
-            raise FileNotFoundError("the model uses embeddings and none are stored beside it")
-        embeddings = np.load(path, mmap_mode="r")[[case.row]]
+    if spec.embedding_dim:
+        embeddings = _embeddings(str(artifact_dir))[[case.row]]
     return build_matrix(spec, frame, positives=_positives(str(artifact_dir)), embeddings=embeddings)

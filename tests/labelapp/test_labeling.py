@@ -408,3 +408,52 @@ def test_case_page_shows_features_timeline_and_history(batch, expert_user, admin
     assert [lbl.comment for lbl in ctx["entity_labels"]] == ["seen before"]
     assert ctx["contributions"].unavailable.startswith("No model")
     assert b"No model has been trained" in page.content
+
+
+def test_contributions_come_from_the_current_model(batch, admin_client, tmp_path):
+    """pred_contrib of a real LightGBM model saved the way the loop saves one: the shown
+    contributions plus the base value add up to the model's raw score for the case."""
+    import lightgbm as lgb
+    import pandas as pd
+
+    from labelapp.models import ModelVersion
+
+    featurespec = pytest.importorskip(
+        "learning.featurespec", reason="learning.featurespec (or learning.features) not merged yet"
+    )
+    FeatureSpec, build_matrix = featurespec.FeatureSpec, featurespec.build_matrix
+
+    dataset = batch[0].iteration.dataset
+    spec = FeatureSpec(
+        numeric_columns=["amount", "customer_nb_tx_7d", "terminal_nb_tx_30d"],
+        label_derived_columns=["entity_id"],
+    )
+    rows = list(dataset.cases.order_by("row").values("case_id", "entity_id", "ts", "features"))
+    frame = pd.DataFrame(
+        [{**r["features"], "entity_id": r["entity_id"], "ts": r["ts"]} for r in rows]
+    )
+    frame["ts"] = frame["ts"].dt.tz_convert(None)
+    positives = frame.iloc[:2][spec.positive_columns]
+    X = build_matrix(spec, frame, positives=positives)
+    y = (frame["amount"] > 100).astype(int).to_numpy()
+    booster = lgb.train(
+        {"objective": "binary", "min_data_in_leaf": 2, "verbose": -1, "num_leaves": 4},
+        lgb.Dataset(X, y, feature_name=spec.feature_names),
+        num_boost_round=10,
+    )
+    booster.save_model(str(tmp_path / "model.txt"))
+    spec.save(tmp_path / "feature_spec.json")
+    positives.to_parquet(tmp_path / "positives.parquet", index=False)
+    version = ModelVersion.objects.create(dataset=dataset, artifact_dir=str(tmp_path))
+    dataset.current_model = version
+    dataset.save(update_fields=["current_model"])
+
+    case = batch[0].case
+    page = admin_client.get(reverse("case-detail", args=[case.pk]))
+    contributions = page.context["contributions"]
+    assert contributions.unavailable == ""
+    assert contributions.rows and {n for n, _ in contributions.rows} <= set(spec.feature_names)
+    raw = booster.predict(X[[case.row]], raw_score=True)[0]
+    total = sum(v for _, v in contributions.rows) + contributions.base_value
+    assert total == pytest.approx(raw, abs=1e-6)
+    assert f"model v{version.pk}".encode() in page.content

@@ -19,4 +19,5 @@ urlpatterns = [
     path("datasets/<slug:name>/", datasets.dataset_detail_view, name="dataset-detail"),
     path("", include(iteration_views.urlpatterns)),
     path("", include(model_views.urlpatterns)),
+    path("", include("labelapp.views.labeling_urls")),
 ]

@@ -23,8 +23,8 @@ from labelapp.importing.report import ImportRejected, ImportReport
 from labelapp.importing.validation import ImportPlan, validate_dataset
 from labelapp.importing.writers import (
     SnapshotWriter,
-    insert_cases,
-    insert_events,
+    case_inserter,
+    event_inserter,
     typed_cases,
     typed_events,
 )
@@ -79,26 +79,26 @@ def dataset_delete_rows(dataset: Dataset) -> None:
 
 def _write(dataset: Dataset, plan: ImportPlan, folder: Path, progress: Progress | None) -> int:
     """Stream the validated files into the database and the snapshot folder; returns n_events."""
-    case_features = [c.name for c in plan.cases.features]
     writer = SnapshotWriter(folder, plan.cases, plan.events)
     start = 0
-    for chunk in reader.iter_chunks(plan.cases.source):
-        table = writer.case_table(typed_cases(chunk, plan.cases, start))
-        writer.write_cases(table)
-        insert_cases(dataset.pk, table, case_features)
-        start += table.num_rows
-        if progress:
-            progress("importing cases", start, plan.cases.n_rows)
+    with case_inserter(dataset.pk, [c.name for c in plan.cases.features]) as insert:
+        for chunk in reader.iter_chunks(plan.cases.source):
+            table = writer.case_table(typed_cases(chunk, plan.cases, start))
+            writer.write_cases(table)
+            insert(table)
+            start += table.num_rows
+            if progress:
+                progress("importing cases", start, plan.cases.n_rows)
     n_events = 0
     if plan.events is not None:
-        fields = [c.name for c in plan.events.features]
-        for chunk in reader.iter_chunks(plan.events.source):
-            table = writer.event_table(typed_events(chunk, plan.events))
-            writer.write_events(table)
-            insert_events(dataset.pk, table, fields)
-            n_events += table.num_rows
-            if progress:
-                progress("importing events", n_events, plan.events.n_rows)
+        with event_inserter(dataset.pk, [c.name for c in plan.events.features]) as insert:
+            for chunk in reader.iter_chunks(plan.events.source):
+                table = writer.event_table(typed_events(chunk, plan.events))
+                writer.write_events(table)
+                insert(table)
+                n_events += table.num_rows
+                if progress:
+                    progress("importing events", n_events, plan.events.n_rows)
     writer.close(plan.schema)
     return n_events
 

@@ -3,10 +3,10 @@ an ``*_urls.py`` file; add one line here per area."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
-from labelapp.views import datasets
+from labelapp.views import datasets, imports
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dataset-list", permanent=False)),
@@ -14,5 +14,6 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("datasets/", datasets.dataset_list_view, name="dataset-list"),
+    path("datasets/import/", include(imports.urlpatterns)),
     path("datasets/<slug:name>/", datasets.dataset_detail_view, name="dataset-detail"),
 ]

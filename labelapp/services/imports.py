@@ -36,6 +36,7 @@ __all__ = ["ImportRejected", "ImportReport", "dataset_delete_rows", "dataset_imp
 
 Progress = Callable[[str, int, int | None], None]
 STALE_TEMPORARY_SECONDS = 24 * 3600
+RESERVED_NAMES = {"import"}  # datasets/import/ is the upload page
 
 
 def _remove_stale_temporaries(root: Path) -> None:
@@ -55,7 +56,7 @@ def _rejected(code: str, message: str) -> ImportRejected:
 
 
 def _check_name(name: str, replace: bool) -> None:
-    if not name or slugify(name) != name.lower() or len(name) > 100:
+    if not name or slugify(name) != name.lower() or len(name) > 100 or name in RESERVED_NAMES:
         raise _rejected("invalid_name", f"{name!r} is not a valid name (letters, digits, - and _)")
     if not replace and Dataset.objects.filter(name=name).exists():
         raise _rejected("dataset_exists", f"a dataset named {name!r} exists (use replace)")
@@ -156,9 +157,9 @@ def dataset_import(
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL TIME ZONE 'UTC'")
             n_events = _write(dataset, plan, temporary, progress)
+            # A fresh folder name per import: never a folder of another database's dataset.
+            dataset.snapshot_dir = f"datasets/{dataset.pk}-{temporary.name[-8:]}"
             final = snapshot_dir_for(dataset)
-            if final.exists():  # left by an import whose transaction rolled back
-                shutil.rmtree(final)
             temporary.rename(final)
             dataset.n_cases = plan.cases.n_rows
             dataset.n_events = n_events

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from django.core.management import CommandError, call_command
 
 from labelapp.importing.report import Problem
-from labelapp.models import AuditEvent, Case, Dataset, Event
+from labelapp.models import AuditEvent, Case, Dataset, Event, Label, PoolState
+from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.imports import ImportRejected, dataset_import
+from tests.conftest import shared_dataset
 from tests.labelapp.factories import make_dataset_dir
 
 N_CASES = 300
@@ -175,3 +182,115 @@ class TestRejections:
         with pytest.raises(CommandError, match=r"duplicate|already used"):
             call_command("import_dataset", str(folder), name="spoiled", no_progress=True)
         assert not Dataset.objects.exists()
+
+
+@pytest.mark.django_db
+class TestImports:
+    def test_imports_cases_events_and_snapshot(self, admin_user, artifacts, tmp_path):
+        folder = make_dataset_dir(tmp_path, n_cases=N_CASES, seed=1)
+        truth = pd.read_parquet(folder / "cases.parquet")
+        dataset = dataset_import(name="demo", source_dir=folder, user=admin_user)
+
+        n_seed = int(truth["seed_positive"].sum())
+        assert n_seed > 0
+        assert (dataset.n_cases, dataset.n_seed_positive) == (N_CASES, n_seed)
+        assert dataset.n_events == len(pd.read_parquet(folder / "events.parquet"))
+        assert dataset.cases.count() == N_CASES
+        assert dataset.events.count() == dataset.n_events
+        assert dataset.cases.filter(pool_state=PoolState.POSITIVE).count() == n_seed
+        assert set(dataset.schema["cases"]["categorical"]) == {
+            "terminal_id",
+            "hour",
+            "is_weekend",
+            "is_night",
+        }
+        case = dataset.cases.get(row=7)
+        assert case.case_id == truth["case_id"][7]
+        assert case.features["amount"] == pytest.approx(truth["amount"][7])
+        assert "label" not in case.features  # the truth stays out of the database
+        assert case.ts.isoformat().startswith(str(truth["ts"][7]).replace(" ", "T"))
+
+        snapshot = snapshot_dir_for(dataset)
+        cases = pq.read_table(snapshot / "cases.parquet")
+        assert np.array_equal(cases["row"].to_numpy(), np.arange(N_CASES))
+        assert cases["label"].to_pylist() == truth["label"].tolist()  # for the simulated expert
+        assert json.loads((snapshot / "schema.json").read_text()) == dataset.schema
+        assert pq.read_metadata(snapshot / "events.parquet").num_rows == dataset.n_events
+
+        audit = AuditEvent.objects.get(verb="dataset.import")
+        assert (audit.actor, audit.dataset, audit.data["cases"]) == (admin_user, dataset, N_CASES)
+
+    def test_csv_and_parquet_give_the_same_snapshot(self, tmp_path):
+        a = dataset_import(name="pq", source_dir=make_dataset_dir(tmp_path / "a", n_cases=200))
+        b = dataset_import(
+            name="csv", source_dir=make_dataset_dir(tmp_path / "b", n_cases=200, fmt="csv")
+        )
+        ta = pq.read_table(snapshot_dir_for(a) / "cases.parquet")
+        tb = pq.read_table(snapshot_dir_for(b) / "cases.parquet")
+        assert ta.schema == tb.schema
+        assert ta.equals(tb)
+        assert a.schema == b.schema
+
+    def test_types_inferred_without_schema(self, tmp_path):
+        folder = make_dataset_dir(tmp_path, n_cases=200, with_events=False, fmt="csv")
+        (folder / "schema.json").unlink()
+        dataset = dataset_import(name="inferred", source_dir=folder)
+        assert dataset.n_events == 0
+        assert dataset.schema["cases"]["categorical"] == ["terminal_id"]
+        assert "amount" in dataset.schema["cases"]["numeric"]
+        assert "hour" in dataset.schema["cases"]["numeric"]  # integers look numeric
+
+    def test_reimport_refused_unless_replace(self, admin_user, artifacts, tmp_path):
+        first = dataset_import(name="demo", source_dir=make_dataset_dir(tmp_path / "a", 200))
+        case = first.cases.first()
+        Label.objects.create(case=case, user=admin_user, answer=Label.Answer.CONFIRMED)
+
+        again = make_dataset_dir(tmp_path / "b", n_cases=250, seed=3)
+        before = db_state(artifacts)
+        with pytest.raises(ImportRejected) as info:
+            dataset_import(name="demo", source_dir=again)
+        assert info.value.report.problems[0].code == "dataset_exists"
+        assert db_state(artifacts) == before
+
+        second = dataset_import(name="demo", source_dir=again, replace=True)
+        assert Dataset.objects.get(name="demo").pk == second.pk != first.pk
+        assert Case.objects.count() == second.n_cases == 250
+        assert not Label.objects.exists()
+        assert AuditEvent.objects.filter(verb="dataset.import").count() == 2  # history kept
+        assert snapshot_dir_for(second).exists()
+
+    def test_command_imports_a_folder(self, tmp_path):
+        folder = make_dataset_dir(tmp_path, n_cases=200)
+        call_command("import_dataset", str(folder), name="cmd", no_progress=True)
+        assert Dataset.objects.get(name="cmd").n_cases == 200
+
+
+@pytest.mark.django_db
+def test_slice_of_fraud_handbook(tmp_path):
+    """The first 20k cases of the real dataset and their customers' events, with their counts."""
+    source = shared_dataset("fraud_handbook")
+    n = 20_000
+    cases = pq.ParquetFile(source / "cases.parquet").iter_batches(batch_size=n).__next__()
+    entities = pc.unique(cases["entity_id"])
+    events = pq.read_table(
+        source / "events.parquet", filters=[("ts", "<=", cases["ts"][-1].as_py())]
+    )
+    events = events.filter(pc.is_in(events["entity_id"], value_set=entities))
+    folder = tmp_path / "fraud_handbook_20k"
+    folder.mkdir()
+    pq.write_table(pa_table(cases), folder / "cases.parquet")
+    pq.write_table(events, folder / "events.parquet")
+    (folder / "schema.json").write_text((source / "schema.json").read_text())
+
+    dataset = dataset_import(name="fh-slice", source_dir=folder)
+    assert dataset.n_cases == Case.objects.filter(dataset=dataset).count() == n
+    assert dataset.n_events == Event.objects.filter(dataset=dataset).count() == events.num_rows
+    n_seed = int(pc.sum(cases["seed_positive"]).as_py())
+    assert dataset.n_seed_positive == n_seed
+    assert dataset.cases.filter(pool_state=PoolState.POSITIVE).count() == n_seed
+    snapshot = pq.read_table(snapshot_dir_for(dataset) / "cases.parquet")
+    assert snapshot["case_id"].to_pylist() == cases["case_id"].to_pylist()
+
+
+def pa_table(batch: pa.RecordBatch) -> pa.Table:
+    return pa.Table.from_batches([batch])

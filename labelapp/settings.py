@@ -126,6 +126,8 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 for _folder in (VAR_DIR, ARTIFACTS_DIR, UPLOADS_DIR, STATIC_ROOT):
     _folder.mkdir(parents=True, exist_ok=True)
 
+# Uploads up to this size import while the browser waits; larger ones go to a Celery worker.
+IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # larger uploads stream to a temporary file
 

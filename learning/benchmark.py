@@ -180,8 +180,12 @@ class Harness:
 
 def _naive_scorer(h: Harness, X_pool, s, w, X_all):
     booster = fit_gbrt(
-        X_pool, s, sample_weight=w, n_estimators=h.settings.n_estimators,
-        n_jobs=h.settings.n_jobs, seed=h.settings.seed,
+        X_pool,
+        s,
+        sample_weight=w,
+        n_estimators=h.settings.n_estimators,
+        n_jobs=h.settings.n_jobs,
+        seed=h.settings.seed,
     )
     return booster.predict(X_all)
 
@@ -202,15 +206,29 @@ def _make_strategy(name: str, h: Harness) -> Callable:
         )
     if name == "uncertainty_only":
         return lambda scores, X, n, mask, rs: uncertainty_batch(
-            scores, X, n, candidate_mask=mask, uncertainty=st.uncertainty,
-            top_fraction=st.top_fraction, random_state=rs,
+            scores,
+            X,
+            n,
+            candidate_mask=mask,
+            uncertainty=st.uncertainty,
+            top_fraction=st.top_fraction,
+            random_state=rs,
         )
     share = 0.0 if name == "active_pu_diverse_only" else st.top_score_share
-    return lambda scores, X, n, mask, rs: select_batch(
-        scores, X, n, candidate_mask=mask, pool_size=st.pool_size, n_clusters=st.n_clusters,
-        uncertainty=st.uncertainty, top_fraction=st.top_fraction, top_score_share=share,
-        random_state=rs,
-    ).indices
+    return lambda scores, X, n, mask, rs: (
+        select_batch(
+            scores,
+            X,
+            n,
+            candidate_mask=mask,
+            pool_size=st.pool_size,
+            n_clusters=st.n_clusters,
+            uncertainty=st.uncertainty,
+            top_fraction=st.top_fraction,
+            top_score_share=share,
+            random_state=rs,
+        ).indices
+    )
 
 
 def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
@@ -268,7 +286,10 @@ def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
     elif name == "oracle":
         # The oracle: the same GBRT on every true pool label, hand features only.
         booster = fit_gbrt(
-            h.hand[pool_idx], h.y[pool_idx], n_estimators=st.n_estimators, n_jobs=st.n_jobs,
+            h.hand[pool_idx],
+            h.y[pool_idx],
+            n_estimators=st.n_estimators,
+            n_jobs=st.n_jobs,
             seed=st.seed,
         )
         scores_test = booster.predict(h.hand[test_idx])
@@ -278,14 +299,18 @@ def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
         scorer = _naive_scorer if name == "naive_pu" else _two_step_scorer
         scores_test = scorer(h, X_all[pool_idx], s, None, X_all[test_idx])
     metrics = h.test_metrics(scores_test)
-    metrics.update(labels_used=0, positives_found=0, confirmed=0,
-                   seconds=time.perf_counter() - t0)
+    metrics.update(labels_used=0, positives_found=0, confirmed=0, seconds=time.perf_counter() - t0)
     return metrics, scores_test
 
 
 ACTIVE = {
-    "active_pu", "active_pu_no_embeddings", "uncertainty_only", "random_batches",
-    "top_score_batches", "active_pu_naive_model", "active_pu_no_entity_features",
+    "active_pu",
+    "active_pu_no_embeddings",
+    "uncertainty_only",
+    "random_batches",
+    "top_score_batches",
+    "active_pu_naive_model",
+    "active_pu_no_entity_features",
     "active_pu_diverse_only",
 }
 
@@ -373,8 +398,10 @@ def run_benchmark(
     report["seconds_total"] = time.perf_counter() - t_start
     _write(report, out)
     _plots(report, test_y, test_scores, out)
-    log(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots "
-        f"({report['seconds_total']:.0f} s)")
+    log(
+        f"wrote {out / 'report.json'}, {out / 'report.md'} and plots "
+        f"({report['seconds_total']:.0f} s)"
+    )
     return report
 
 
@@ -413,8 +440,9 @@ def report_markdown(report: dict) -> str:
             cells = []
             for name in names:
                 c = report["curves"][name]
-                cells.append(f"{c[i]['positives_found']} / {c[i]['pr_auc']:.3f}" if i < len(c)
-                             else "")
+                cells.append(
+                    f"{c[i]['positives_found']} / {c[i]['pr_auc']:.3f}" if i < len(c) else ""
+                )
             lines.append(f"| {point['labels']} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("Cells: positives found / test PR-AUC.")
@@ -431,10 +459,17 @@ def _plots(report: dict, test_y: np.ndarray, test_scores: dict, out: Path) -> No
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, curve in report["curves"].items():
-        ax.plot([p["labels"] for p in curve], [p["positives_found"] for p in curve], marker="o",
-                label=name)
-    ax.set(xlabel="labels spent", ylabel="true positives confirmed",
-           title=f"{report['dataset']}: positives found per label spent")
+        ax.plot(
+            [p["labels"] for p in curve],
+            [p["positives_found"] for p in curve],
+            marker="o",
+            label=name,
+        )
+    ax.set(
+        xlabel="labels spent",
+        ylabel="true positives confirmed",
+        title=f"{report['dataset']}: positives found per label spent",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "positives_found.png", dpi=110)
@@ -458,8 +493,11 @@ def _plots(report: dict, test_y: np.ndarray, test_scores: dict, out: Path) -> No
         vals = [report["methods"][name]["band_precision"][b] for b in bands]
         ax.bar(np.arange(4) + i * width, vals, width, label=name)
     ax.set_xticks(np.arange(4) + 0.4 - width / 2, bands)
-    ax.set(xlabel="top-score percentile band", ylabel="precision",
-           title=f"{report['dataset']}: precision per band")
+    ax.set(
+        xlabel="top-score percentile band",
+        ylabel="precision",
+        title=f"{report['dataset']}: precision per band",
+    )
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "band_precision.png", dpi=110)
@@ -479,18 +517,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top-score-share", type=float, default=0.5)
     p.add_argument("--n-jobs", type=int, default=1)
-    p.add_argument("--methods", default=None,
-                   help="comma-separated subset (default: all required methods and ablations)")
-    p.add_argument("--embeddings-file", type=Path, default=None,
-                   help=".npy file with one float32 row per case (cases order)")
+    p.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated subset (default: all required methods and ablations)",
+    )
+    p.add_argument(
+        "--embeddings-file",
+        type=Path,
+        default=None,
+        help=".npy file with one float32 row per case (cases order)",
+    )
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
     settings = dict(
-        iterations=args.iterations, batch_size=args.batch_size, seed_fraction=args.seed_fraction,
-        expert_recall=args.expert_recall, expert_false_positive=args.expert_false_positive,
-        quick=args.quick, seed=args.seed, top_score_share=args.top_score_share,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        seed_fraction=args.seed_fraction,
+        expert_recall=args.expert_recall,
+        expert_false_positive=args.expert_false_positive,
+        quick=args.quick,
+        seed=args.seed,
+        top_score_share=args.top_score_share,
         n_jobs=args.n_jobs,
     )
     if args.methods:

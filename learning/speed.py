@@ -64,20 +64,29 @@ def main(out_dir: Path, quick: bool = False, *, data_dir: Path | None = None) ->
     seeds = ds.seed_positive.astype(bool)
     s = seeds.astype(int)
     entity_columns = ds.identifier_columns()
-    print(f"speed: {n} cases, {hand.shape[1]} hand features, {int(s.sum())} seeds, "
-          f"{N_THREADS} thread(s)", flush=True)
+    print(
+        f"speed: {n} cases, {hand.shape[1]} hand features, {int(s.sum())} seeds, "
+        f"{N_THREADS} thread(s)",
+        flush=True,
+    )
 
     def features(positive: np.ndarray) -> np.ndarray:
-        ld = label_derived_features(ds.cases, positive, columns=entity_columns,
-                                    windows_days=(1, 7, 28))
+        ld = label_derived_features(
+            ds.cases, positive, columns=entity_columns, windows_days=(1, 7, 28)
+        )
         return np.hstack([hand, ld.to_numpy(dtype=np.float32)])
 
     # The iteration: features from P, two-step PU, score everything, select a batch.
     t = time.perf_counter()
     X = features(seeds)
     features_s = time.perf_counter() - t
-    model = TwoStepPU(n_estimators=N_TREES, n_estimators_em=N_TREES // 2,
-                      max_unlabeled=100_000, n_jobs=N_THREADS, random_state=0)
+    model = TwoStepPU(
+        n_estimators=N_TREES,
+        n_estimators_em=N_TREES // 2,
+        max_unlabeled=100_000,
+        n_jobs=N_THREADS,
+        random_state=0,
+    )
     t = time.perf_counter()
     model.fit(X, s)
     fit_s = time.perf_counter() - t
@@ -85,20 +94,25 @@ def main(out_dir: Path, quick: bool = False, *, data_dir: Path | None = None) ->
     scores = model.predict_proba(X)[:, 1]
     score_s = time.perf_counter() - t
     t = time.perf_counter()
-    batch = select_batch(scores, X, 100, candidate_mask=~seeds, top_score_share=0.5,
-                         n_clusters=10, random_state=0)
+    batch = select_batch(
+        scores, X, 100, candidate_mask=~seeds, top_score_share=0.5, n_clusters=10, random_state=0
+    )
     select_s = time.perf_counter() - t
     iteration_s = features_s + fit_s + score_s + select_s
     peak_after_iteration = _peak_rss_mib()
-    print(f"speed: iteration {iteration_s:.1f} s (features {features_s:.1f}, fit {fit_s:.1f}, "
-          f"score {score_s:.1f}, select {select_s:.1f})", flush=True)
+    print(
+        f"speed: iteration {iteration_s:.1f} s (features {features_s:.1f}, fit {fit_s:.1f}, "
+        f"score {score_s:.1f}, select {select_s:.1f})",
+        flush=True,
+    )
 
     # The reference: one plain LightGBM fit of P vs U on the same features and trees.
     t = time.perf_counter()
     fit_gbrt(X, s, n_estimators=N_TREES, n_jobs=N_THREADS, seed=0)
     plain_s = time.perf_counter() - t
-    print(f"speed: plain LightGBM fit {plain_s:.1f} s; ratio {iteration_s / plain_s:.2f}",
-          flush=True)
+    print(
+        f"speed: plain LightGBM fit {plain_s:.1f} s; ratio {iteration_s / plain_s:.2f}", flush=True
+    )
 
     result = {
         "dataset": ds.name,
@@ -108,14 +122,17 @@ def main(out_dir: Path, quick: bool = False, *, data_dir: Path | None = None) ->
         "threads": N_THREADS,
         "n_trees": N_TREES,
         "two_step": {
-            "n_estimators_em": N_TREES // 2, "max_unlabeled": 100_000,
+            "n_estimators_em": N_TREES // 2,
+            "max_unlabeled": 100_000,
             "em_rounds": [model.em_rounds_step1, model.em_rounds_step2],
             "history": model.history_,
         },
         "load_seconds": load_s,
         "iteration_seconds": iteration_s,
         "iteration_parts_seconds": {
-            "features": features_s, "two_step_fit": fit_s, "score_all": score_s,
+            "features": features_s,
+            "two_step_fit": fit_s,
+            "score_all": score_s,
             "select_batch": select_s,
         },
         "plain_lightgbm_fit_seconds": plain_s,

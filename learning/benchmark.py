@@ -559,6 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-score-share", type=float, default=0.5)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument(
+        "--max-unlabeled", type=int, default=100_000, help="U cases sampled per EM round (0: all)"
+    )
+    p.add_argument(
+        "--n-estimators-em", type=int, default=50, help="trees of the intermediate EM rounds"
+    )
+    p.add_argument(
         "--methods",
         default=None,
         help="comma-separated subset (default: all required methods and ablations)",
@@ -583,6 +589,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         seed=args.seed,
         top_score_share=args.top_score_share,
         n_jobs=args.n_jobs,
+        max_unlabeled=args.max_unlabeled or None,
+        n_estimators_em=args.n_estimators_em,
     )
     if args.methods:
         settings["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())

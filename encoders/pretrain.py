@@ -31,7 +31,7 @@ Progress = Callable[[int, int, dict], None]
 @dataclass
 class PretrainConfig:
     seq_len: int = 128
-    batch_size: int = 64
+    batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 20
@@ -90,7 +90,9 @@ def pair_losses(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked-event loss and Quick-Thought loss of one batch of (A, B) pairs."""
     B = first.shape[0]
-    batch = make_batch(seqs.features, np.concatenate([first, second]))  # (2B, T)
+    index = np.concatenate([first, second])
+    index = index[:, : max(1, int((index >= 0).sum(1).max()))]  # drop all-padding columns
+    batch = make_batch(seqs.features, index)  # (2B, T)
     mask = batch["mask"]
     event_mask = (torch.rand(mask.shape, generator=generator) < config.mask_frac) & mask
     # A is read with its true gap to B's first event; B's reading point has no successor
@@ -113,7 +115,7 @@ def evaluate(model, seqs, pairs, config: PretrainConfig) -> dict[str, float]:
     with torch.no_grad():
         mem, qt = pair_losses(model, seqs, *pairs, config, torch.Generator().manual_seed(1234))
     model.train(was_training)
-    return {"mem": float(mem), "qt": float(qt)}
+    return {"mem": mem.item(), "qt": qt.item()}
 
 
 def pretrain(
@@ -163,20 +165,20 @@ def pretrain(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
-        value = float(loss)
+        value = loss.item()
         smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
         if smoothed < best * (1 - config.tol):
             best, best_step = smoothed, step
         elapsed = time.perf_counter() - started
         if step % config.log_every == 0 or step == 1:
             history["step"].append(step)
-            history["mem"].append(float(mem))
-            history["qt"].append(float(qt))
+            history["mem"].append(mem.item())
+            history["qt"].append(qt.item())
             history["loss"].append(value)
             history["elapsed_s"].append(round(elapsed, 2))
             if progress is not None:
                 total = config.max_steps or max(step, int(budget_s / (elapsed / step)))
-                progress(step, total, {"mem": float(mem), "qt": float(qt), "elapsed_s": elapsed})
+                progress(step, total, {"mem": mem.item(), "qt": qt.item(), "elapsed_s": elapsed})
         if elapsed >= budget_s:
             stop_reason = "time_budget"
             break

@@ -1,0 +1,60 @@
+"""Roles: Django groups ``admin`` and ``expert``. Users in neither group see nothing."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+ADMIN = "admin"
+EXPERT = "expert"
+ROLES = (ADMIN, EXPERT)
+
+
+def has_role(user: Any, role: str) -> bool:
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_superuser:
+        return True
+    cache = getattr(user, "_role_cache", None)
+    if cache is None:
+        cache = set(user.groups.values_list("name", flat=True))
+        user._role_cache = cache
+    return role in cache
+
+
+def is_admin(user: Any) -> bool:
+    return has_role(user, ADMIN)
+
+
+def is_expert(user: Any) -> bool:
+    """Experts label; admins may label too."""
+    return has_role(user, EXPERT) or has_role(user, ADMIN)
+
+
+def role_required(*roles: str):
+    """View decorator: login required, then one of ``roles`` (403 otherwise)."""
+
+    def decorator(view):
+        @login_required
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs):
+            if not any(has_role(request.user, role) for role in roles):
+                raise PermissionDenied("Your account has no role that allows this page.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+admin_required = role_required(ADMIN)
+expert_required = role_required(EXPERT, ADMIN)
+
+
+def role_context(request: HttpRequest) -> dict[str, bool]:
+    user = getattr(request, "user", None)
+    return {"is_admin": is_admin(user), "is_expert": is_expert(user)}

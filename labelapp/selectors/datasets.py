@@ -1,0 +1,64 @@
+"""Reads about datasets: lists with counts, and where a dataset's columnar snapshot lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+
+from labelapp.models import Case, Dataset, PoolState
+
+
+def dataset_snapshot_dir(name: str) -> Path:
+    """The folder with the dataset's snapshot in the SPEC's dataset format.
+
+    Raises ``Dataset.DoesNotExist`` for an unknown name.
+    """
+    dataset = Dataset.objects.get(name=name)
+    return snapshot_dir_for(dataset)
+
+
+def snapshot_dir_for(dataset: Dataset) -> Path:
+    """``Dataset.snapshot_dir`` (relative to ``ARTIFACTS_DIR`` unless absolute), or the default
+    ``<ARTIFACTS_DIR>/datasets/<id>``."""
+    artifacts = Path(settings.ARTIFACTS_DIR)
+    if dataset.snapshot_dir:
+        folder = Path(dataset.snapshot_dir)
+        return folder if folder.is_absolute() else artifacts / folder
+    return artifacts / "datasets" / str(dataset.pk)
+
+
+# Cases an expert has answered (confirmed or not); skipped ones are not labeled.
+LABELED_STATES = (PoolState.CONFIRMED, PoolState.NOT_CONFIRMED)
+
+
+def _labeled_count() -> Subquery:
+    """Per dataset, by the (dataset, pool_state) index: no scan of millions of cases."""
+    labeled = (
+        Case.objects.filter(dataset=OuterRef("pk"), pool_state__in=LABELED_STATES)
+        .order_by()
+        .values("dataset")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(labeled, output_field=IntegerField()), 0)
+
+
+def dataset_list() -> QuerySet[Dataset]:
+    """Datasets by name, each with ``n_labeled``."""
+    return Dataset.objects.order_by("name").annotate(n_labeled=_labeled_count())
+
+
+def dataset_detail(name: str) -> Dataset:
+    """One dataset with ``n_labeled``; raises ``Dataset.DoesNotExist``."""
+    return dataset_list().get(name=name)
+
+
+def dataset_pool_counts(dataset: Dataset) -> dict[str, int]:
+    """Number of cases per pool state, every state present (0 where none)."""
+    counts = {state.value: 0 for state in PoolState}
+    for state, n in dataset.cases.order_by().values_list("pool_state").annotate(n=Count("id")):
+        counts[state] = n
+    return counts

@@ -1,0 +1,1 @@
+"""Writes. One module per area (``<entity>_<action>(*, ...)``); import from the submodules."""

@@ -1,0 +1,1 @@
+"""Pages and htmx fragments. One module per area."""

@@ -1,0 +1,32 @@
+"""Dataset pages: the list with counts and a dataset's detail."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from labelapp.models import Dataset
+from labelapp.roles import expert_required
+from labelapp.selectors.datasets import dataset_detail, dataset_list, dataset_pool_counts
+
+
+@expert_required
+def dataset_list_view(request: HttpRequest) -> HttpResponse:
+    return render(request, "labelapp/dataset_list.html", {"datasets": dataset_list()})
+
+
+@expert_required
+def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:
+    try:
+        dataset = dataset_detail(name)
+    except Dataset.DoesNotExist as exc:
+        raise Http404("no such dataset") from exc
+    return render(
+        request,
+        "labelapp/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "pool_counts": dataset_pool_counts(dataset),
+            "report": dataset.import_report or {},
+        },
+    )

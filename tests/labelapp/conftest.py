@@ -1,0 +1,157 @@
+"""Fixtures for the app: personas (admin, expert, outsider) and a real Celery worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from labelapp.celery import app as celery_app
+from labelapp.services.users import user_create_with_role
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture
+def admin_user(db):
+    return user_create_with_role(username="alice-admin", password=PASSWORD, role="admin")
+
+
+@pytest.fixture
+def expert_user(db):
+    return user_create_with_role(username="eve-expert", password=PASSWORD, role="expert")
+
+
+@pytest.fixture
+def second_expert(db):
+    return user_create_with_role(username="bob-expert", password=PASSWORD, role="expert")
+
+
+@pytest.fixture
+def outsider_user(db):
+    return user_create_with_role(username="olga-outsider", password=PASSWORD, role=None)
+
+
+def _client_for(client_class, user):
+    c = client_class()
+    c.force_login(user)
+    return c
+
+
+@pytest.fixture
+def admin_client(admin_user, client):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def expert_client(expert_user):
+    from django.test import Client
+
+    return _client_for(Client, expert_user)
+
+
+@pytest.fixture
+def outsider_client(outsider_user):
+    from django.test import Client
+
+    return _client_for(Client, outsider_user)
+
+
+def database_url_for_current_connection() -> str:
+    """The URL of the database the tests use right now (the test database)."""
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    host = s.get("HOST") or "127.0.0.1"
+    port = s.get("PORT") or 5432
+    user = s.get("USER") or "postgres"
+    return f"postgres://{user}@{host}:{port}/{s['NAME']}"
+
+
+def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | None = None):
+    env = os.environ.copy()
+    env.update(
+        {
+            "DATABASE_URL": database_url_for_current_connection(),
+            "CELERY_TASK_DEFAULT_QUEUE": queue,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra_env or {})
+    log = open(REPO_ROOT / "var" / f"worker-{queue}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "labelapp",
+            "worker",
+            "--pool",
+            pool,
+            "--concurrency",
+            "1",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{queue}@%h",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return proc
+
+
+@pytest.fixture
+def celery_queue(settings) -> Iterator[str]:
+    """A queue name of this test alone, so leftovers of other runs never reach our worker."""
+    queue = f"test-{uuid.uuid4().hex[:10]}"
+    old = celery_app.conf.task_default_queue
+    celery_app.conf.task_default_queue = queue
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    yield queue
+    celery_app.conf.task_default_queue = old
+
+
+@pytest.fixture
+def celery_worker(transactional_db, celery_queue) -> Iterator[subprocess.Popen]:
+    """A real, separate Celery worker process on the configured broker and the test database."""
+    from labelapp.tasks.system import ping
+
+    proc = start_worker(celery_queue)
+    try:
+        result = ping.apply_async(args=[1], queue=celery_queue)
+        result.get(timeout=60)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
+    """Poll until ``predicate()`` is truthy; fail the test with ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -1,0 +1,52 @@
+"""The plumbing: roles on pages, a task through a real worker, libraries free of Django."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from django.urls import reverse
+
+from labelapp.tasks.system import ping
+
+
+def test_login_page_is_served(client, db):
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b"Log in" in response.content
+
+
+def test_pages_require_login(client, db):
+    response = client.get(reverse("dataset-list"))
+    assert response.status_code == 302
+    assert reverse("login") in response["Location"]
+
+
+def test_user_without_role_sees_nothing(outsider_client):
+    assert outsider_client.get(reverse("dataset-list")).status_code == 403
+
+
+def test_expert_sees_dataset_list(expert_client):
+    assert expert_client.get(reverse("dataset-list")).status_code == 200
+
+
+@pytest.mark.worker
+def test_task_round_trips_through_a_real_worker(celery_worker, celery_queue):
+    result = ping.apply_async(args=[21], queue=celery_queue)
+    payload = result.get(timeout=60)
+    assert payload["value"] == 42
+    assert payload["pid"] == celery_worker.pid  # solo pool: the task ran in the worker process
+
+
+@pytest.mark.parametrize("library", ["learning", "encoders"])
+def test_libraries_import_without_django(library):
+    code = (
+        f"import sys, pkgutil, importlib, {library}\n"
+        f"for m in pkgutil.walk_packages({library}.__path__, '{library}.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "bad = [m for m in ('django', 'celery', 'labelapp', 'rest_framework')\n"
+        "       if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

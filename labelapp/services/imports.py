@@ -98,12 +98,11 @@ def _foreign_key_checks_skipped():
         switched = True
     except DatabaseError:
         switched = False
-    try:
-        yield
-    finally:
-        if switched:
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL session_replication_role = origin")
+    yield
+    # On an error the (sub)transaction rolls back, and the setting with it.
+    if switched:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = origin")
 
 
 def _write(dataset: Dataset, plan: ImportPlan, folder: Path, progress: Progress | None) -> int:

@@ -134,3 +134,22 @@ def test_large_upload_imports_in_a_worker_with_progress(
     finally:
         worker.terminate()
         worker.wait(timeout=15)
+
+
+@pytest.mark.django_db
+def test_setup_demo_is_safe_to_rerun(folders):
+    from django.contrib.auth import authenticate
+    from django.core.management import call_command
+
+    from labelapp.roles import is_admin, is_expert
+
+    for _ in range(2):
+        call_command("setup_demo", cases=500)
+    dataset = Dataset.objects.get()
+    assert dataset.name == "demo-cards" and dataset.n_cases == 500
+    assert dataset.n_seed_positive > 0 and dataset.n_events == 500
+    admin, expert = (
+        authenticate(username="admin", password="admin"),
+        authenticate(username="expert", password="expert"),
+    )
+    assert is_admin(admin) and is_expert(expert) and not is_admin(expert)

@@ -32,7 +32,11 @@ FAST = {
     "n_estimators": 30,
     "use_embeddings": False,
 }
-WORKER_ENV = {"LOOP_LIGHTGBM_THREADS": "1", "ITERATION_HEARTBEAT_STALE_S": "5"}
+WORKER_ENV = {
+    "LOOP_THREADS": "1",
+    "LOOP_WORKER_NICE": "0",
+    "ITERATION_HEARTBEAT_STALE_S": "5",
+}
 
 
 def _worker(queue: str, pool: str = "solo") -> subprocess.Popen:

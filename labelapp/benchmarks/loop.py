@@ -65,10 +65,28 @@ def _start_worker(queue: str) -> subprocess.Popen:
     env = {**os.environ, "CELERY_TASK_DEFAULT_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
     log = open(Path(settings.VAR_DIR) / f"bench-worker-{queue}.log", "w")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "labelapp", "worker", "--pool", "solo",
-         "-Q", queue, "--without-mingle", "--without-gossip", "--loglevel", "INFO",
-         "-n", f"{queue}@%h"],
-        cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "labelapp",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{queue}@%h",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -114,7 +132,10 @@ def main(out_dir: Path, quick: bool) -> dict:
             (during_train if iteration.stage == "train" else during_other).append(elapsed)
             time.sleep(PAUSE_S)
         total_s = time.perf_counter() - t0
-        idle_after = [(_timed_get(client, url), time.sleep(PAUSE_S))[0] for _ in range(IDLE_REQUESTS)]
+        idle_after = []
+        for _ in range(IDLE_REQUESTS):
+            idle_after.append(_timed_get(client, url))
+            time.sleep(PAUSE_S)
     finally:
         worker.terminate()
         worker.wait(timeout=60)

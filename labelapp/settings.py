@@ -186,3 +186,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- The loop: iteration heartbeats (a worker silent for longer is presumed dead) -------------
+ITERATION_HEARTBEAT_INTERVAL_S = float(env_str("ITERATION_HEARTBEAT_INTERVAL_S", "2"))
+ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30"))
+# Threads of LightGBM and torch in an iteration (0: the libraries' defaults, all cores).
+LOOP_THREADS = env_int("LOOP_THREADS", 0)
+# Niceness a worker takes on when it runs an iteration: pages stay responsive while it trains.
+LOOP_WORKER_NICE = env_int("LOOP_WORKER_NICE", 10)

@@ -7,6 +7,8 @@ current, a retry succeeds and no label is lost.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from django.core.management import call_command
 
 from labelapp.models import BatchItem, Case, Iteration, Label, ModelVersion
 from labelapp.services.imports import dataset_import
@@ -32,7 +35,11 @@ FAST = {
     "n_estimators": 30,
     "use_embeddings": False,
 }
-WORKER_ENV = {"LOOP_LIGHTGBM_THREADS": "1", "ITERATION_HEARTBEAT_STALE_S": "5"}
+WORKER_ENV = {
+    "LOOP_THREADS": "1",
+    "LOOP_WORKER_NICE": "0",
+    "ITERATION_HEARTBEAT_STALE_S": "5",
+}
 
 
 def _worker(queue: str, pool: str = "solo") -> subprocess.Popen:
@@ -129,8 +136,14 @@ def test_two_iterations_close_the_loop(loop_worker, imported, admin_user, expert
 
 def test_stage_that_raises_then_retry(loop_worker, imported, admin_user, expert_user):
     dataset = imported
-    first = _wait_ended(iteration_launch(dataset=dataset, user=admin_user, params=FAST))
-    assert first.status == "done", first.log
+    # The shell's way in: run_iteration --wait ends with one JSON line.
+    out = io.StringIO()
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    call_command("run_iteration", "--dataset", dataset.name, "--wait", *flags, stdout=out)
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["batch_size"] == FAST["batch_size"]
+    first = Iteration.objects.get(pk=summary["iteration"])
+    assert first.model_version_id == summary["model_version"] and summary["seconds"] > 0
     _answer_batch(first, expert_user, _truth(dataset))
     n_labels = Label.objects.count()
     states = dict(Case.objects.filter(dataset=dataset).values_list("id", "pool_state"))

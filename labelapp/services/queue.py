@@ -29,12 +29,8 @@ LEASE_DURATION = timedelta(minutes=15)
 
 def current_batch_iteration(dataset: Dataset) -> Iteration | None:
     """The dataset's newest iteration that selected a batch (the batch experts work on)."""
-    return (
-        Iteration.objects.filter(dataset=dataset, batch__isnull=False)
-        .order_by("-number")
-        .distinct()
-        .first()
-    )
+    has_batch = Exists(BatchItem.objects.filter(iteration=OuterRef("pk")))
+    return Iteration.objects.filter(has_batch, dataset=dataset).order_by("-number").first()
 
 
 def _answered_by(user: Any) -> Exists:

@@ -91,9 +91,9 @@ def queue_next_view(request: HttpRequest, name: str) -> HttpResponse:
     """Lease the next case and show it (GET and POST: the queue's "Start" is a link)."""
     dataset = get_object_or_404(Dataset, name=name)
     item = queue_next_case(user=request.user, dataset=dataset)
+    if request.htmx:
+        return _render_workspace(request, dataset=dataset, case=_case_with_model(item))
     if item is None:
-        if request.htmx:
-            return _render_workspace(request, dataset=dataset, case=None)
         messages.info(request, "No case is waiting in the current batch.")
         return redirect("queue", name=dataset.name)
     return redirect("case-detail", pk=item.case_id)
@@ -230,12 +230,13 @@ def _next_case_response(request: HttpRequest, dataset: Dataset, notice: str = ""
             messages.success(request, "The batch is done: no case is waiting for you.")
             return redirect("queue", name=dataset.name)
         return redirect("case-detail", pk=item.case_id)
-    case = (
-        Case.objects.select_related("dataset", "dataset__current_model").get(pk=item.case_id)
-        if item
-        else None
-    )
-    return _render_workspace(request, dataset=dataset, case=case, notice=notice)
+    return _render_workspace(request, dataset=dataset, case=_case_with_model(item), notice=notice)
+
+
+def _case_with_model(item: BatchItem | None) -> Case | None:
+    if item is None:
+        return None
+    return Case.objects.select_related("dataset", "dataset__current_model").get(pk=item.case_id)
 
 
 def _seconds_since(shown_at: str | None) -> float | None:

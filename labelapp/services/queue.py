@@ -23,8 +23,8 @@ from django.utils import timezone
 from labelapp.models import BatchItem, Dataset, Iteration, Label
 from labelapp.services.audit import audit_event_create
 
-#: How long a case stays reserved for the expert who opened it.
-LEASE_DURATION = timedelta(minutes=15)
+#: How long a case stays reserved for the expert who opened it (experts spend 5-15 min a case).
+LEASE_DURATION = timedelta(minutes=30)
 
 
 def current_batch_iteration(dataset: Dataset) -> Iteration | None:

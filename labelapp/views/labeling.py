@@ -192,7 +192,19 @@ def _render_workspace(
 @expert_required
 @require_POST
 def answer_view(request: HttpRequest, pk: int) -> HttpResponse:
-    case = _case_for(request, pk)
+    try:
+        case = _case_for(request, pk)
+    except PermissionDenied:
+        case = Case.objects.filter(pk=pk).select_related("dataset").first()
+        if case is None or not case.batch_items.exists():
+            raise
+        # The reservation ran out and another expert holds (or answered) the case now.
+        return _next_case_response(
+            request,
+            case.dataset,
+            error=f"Your reservation of case {case.case_id} ran out and another expert took it; "
+            "your answer was not stored.",
+        )
     pattern = None
     if request.POST.get("pattern"):
         pattern = PatternTag.objects.filter(pk=request.POST["pattern"]).first()
@@ -221,16 +233,22 @@ def answer_view(request: HttpRequest, pk: int) -> HttpResponse:
     return _next_case_response(request, case.dataset)
 
 
-def _next_case_response(request: HttpRequest, dataset: Dataset, notice: str = "") -> HttpResponse:
+def _next_case_response(
+    request: HttpRequest, dataset: Dataset, notice: str = "", error: str = ""
+) -> HttpResponse:
     item = queue_next_case(user=request.user, dataset=dataset)
     if not request.htmx:
         if notice:
             messages.info(request, notice)
+        if error:
+            messages.error(request, error)
         if item is None:
             messages.success(request, "The batch is done: no case is waiting for you.")
             return redirect("queue", name=dataset.name)
         return redirect("case-detail", pk=item.case_id)
-    return _render_workspace(request, dataset=dataset, case=_case_with_model(item), notice=notice)
+    return _render_workspace(
+        request, dataset=dataset, case=_case_with_model(item), notice=notice, error=error
+    )
 
 
 def _case_with_model(item: BatchItem | None) -> Case | None:

@@ -3,7 +3,7 @@
 Drives a running server (``BENCH_WEB_URL``) or starts gunicorn on 127.0.0.1 itself, logged in as
 benchmark users, against a dataset of the configured database (``BENCH_WEB_DATASET``, default
 ``fraud_handbook``). Measures, per page, the wall time of each request as the client sees it
-(an upper bound of the server time: loopback, no static files):
+and the view's own time from its ``Server-Timing`` header:
 
 * ``queue``     - GET the queue page;
 * ``case``      - GET a case page (features with ranges, timeline, history, contributions);
@@ -60,6 +60,7 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
             "BENCH_WEB_DATASET"
         )
     n_requests = REQUESTS_QUICK if quick else REQUESTS_FULL
+    load_before = [round(x, 2) for x in os.getloadavg()]
     users = _bench_users()
     created_batch = _ensure_batch(dataset, size=BATCH_SIZE)
     try:
@@ -70,6 +71,8 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
         _clean_up(dataset, users, created_batch)
     report.update(
         {
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "load_average_before": load_before,
             "dataset": dataset.name,
             "n_cases": dataset.cases.count(),
             "n_events": dataset.events.count(),
@@ -78,8 +81,9 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
             "requests_per_page": n_requests,
             "server": os.environ.get("BENCH_WEB_URL") or f"gunicorn, {GUNICORN_WORKERS} workers",
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "note": "client-observed wall time per request over loopback (upper bound of "
-            "server time); warm-up requests excluded",
+            "note": "pages: client-observed wall time per request over loopback; "
+            "server_view_ms: the view's own time from its Server-Timing header (auth, queries, "
+            "rendering; not the session middleware); warm-up requests excluded",
         }
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,9 +216,9 @@ def _server(url: str | None):
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(f"{base}/accounts/login/", timeout=2)
+                requests.get(f"{base}/accounts/login/", timeout=10)
                 break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("gunicorn did not start") from None
                 time.sleep(0.3)
@@ -252,12 +256,19 @@ IDEMPOTENCY = re.compile(r'name="idempotency_key" value="([0-9a-f]+)"')
 CASE_PK = re.compile(r'data-case="(\d+)"')
 
 
-def _timed(call) -> tuple[float, Any]:
+SERVER_TIMING = re.compile(r"app;dur=([0-9.]+)")
+
+
+def _timed(call, server_times: list[float] | None = None) -> tuple[float, Any]:
+    """Client wall time of one request in ms; the server's own ``Server-Timing`` is collected."""
     start = time.perf_counter()
     response = call()
     elapsed = (time.perf_counter() - start) * 1000.0
     if response.status_code >= 400:
         raise RuntimeError(f"{response.request.method} {response.url}: {response.status_code}")
+    match = SERVER_TIMING.search(response.headers.get("Server-Timing", ""))
+    if server_times is not None and match:
+        server_times.append(float(match.group(1)))
     return elapsed, response
 
 
@@ -273,75 +284,83 @@ def _measure(base: str, dataset, users: dict[str, Any], *, n_requests: int) -> d
     )
     if not items:
         raise RuntimeError("the batch has no open item to measure")
-    times: dict[str, list[float]] = {
-        k: [] for k in ("queue", "case", "next_case", "answer", "undo")
-    }
-    cold: dict[str, float] = {}
+    pages = ("queue", "case", "next_case", "answer", "undo")
+    client_ms: dict[str, list[float]] = {k: [] for k in pages}
+    server_ms: dict[str, list[float]] = {k: [] for k in pages}
     queue_url = f"{base}/datasets/{dataset.name}/queue/"
     next_url = f"{base}/datasets/{dataset.name}/queue/next/"
     undo_url = f"{base}/datasets/{dataset.name}/queue/undo/"
+
+    def record(page: str, i: int, call) -> Any:
+        kept = i >= WARMUP
+        ms, response = _timed(call, server_ms[page] if kept else None)
+        if kept:
+            client_ms[page].append(ms)
+        return response
 
     def release() -> None:
         BatchItem.objects.filter(assigned_to=users["expert"]).update(
             assigned_to=None, lease_expires_at=None
         )
 
-    # The first case page of a fresh process computes (or loads) the dataset's feature ranges.
+    # Case pages: the expert holds every case of the batch. The first case page of a fresh
+    # server process computes (or loads) the dataset's feature ranges: reported apart.
     release()
     BatchItem.objects.filter(pk__in=[pk for pk, _ in items]).update(
         assigned_to=users["expert"], lease_expires_at="2999-01-01T00:00:00Z"
     )
-    cold["case"], _ = _timed(lambda: expert.get(f"{base}/cases/{items[0][1]}/", timeout=60))
+    cold, _ = _timed(lambda: expert.get(f"{base}/cases/{items[0][1]}/", timeout=120))
     for i in range(WARMUP + n_requests):
         case_id = items[i % len(items)][1]
-        ms, _ = _timed(lambda c=case_id: expert.get(f"{base}/cases/{c}/", timeout=30))
-        if i >= WARMUP:
-            times["case"].append(ms)
+        record("case", i, lambda c=case_id: expert.get(f"{base}/cases/{c}/", timeout=30))
     for i in range(WARMUP + n_requests):
-        ms, _ = _timed(lambda: expert.get(queue_url, timeout=30))
-        if i >= WARMUP:
-            times["queue"].append(ms)
-    # next case: each request claims a fresh case (the previous lease is released, untimed)
+        record("queue", i, lambda: expert.get(queue_url, timeout=30))
+    # Next case: each request claims a fresh case (the previous lease is released, untimed).
     for i in range(WARMUP + n_requests):
         release()
-        ms, response = _timed(lambda: expert.post(next_url, headers=htmx, timeout=30))
+        response = record("next_case", i, lambda: expert.post(next_url, headers=htmx, timeout=30))
         if "data-case=" not in response.text:
             raise RuntimeError("next case returned no case")
-        if i >= WARMUP:
-            times["next_case"].append(ms)
-    # answer then undo: the answered case comes back, so the batch never runs dry
+    # Answer then undo: the answered case comes back, so the batch never runs dry.
     release()
     response = expert.post(next_url, headers=htmx, timeout=30)
     for i in range(WARMUP + n_requests):
         case_pk = CASE_PK.search(response.text).group(1)
         key = IDEMPOTENCY.search(response.text).group(1)
         answer = ("not_confirmed", "confirmed", "skipped")[i % 3]
-        ms, _ = _timed(
+        record(
+            "answer",
+            i,
             lambda c=case_pk, k=key, a=answer: expert.post(
                 f"{base}/cases/{c}/answer/",
                 data={"answer": a, "idempotency_key": k},
                 headers=htmx,
                 timeout=30,
-            )
+            ),
         )
-        if i >= WARMUP:
-            times["answer"].append(ms)
-        ms, response = _timed(
-            lambda c=case_pk: expert.post(undo_url, data={"case": c}, headers=htmx, timeout=30)
+        response = record(
+            "undo",
+            i,
+            lambda c=case_pk: expert.post(undo_url, data={"case": c}, headers=htmx, timeout=30),
         )
-        if i >= WARMUP:
-            times["undo"].append(ms)
-    pages = {}
-    for page, values in times.items():
-        arr = np.asarray(values)
-        pages[page] = {
-            "n": int(arr.size),
-            "p50_ms": round(float(np.percentile(arr, 50)), 1),
-            "p95_ms": round(float(np.percentile(arr, 95)), 1),
-            "p99_ms": round(float(np.percentile(arr, 99)), 1),
-            "max_ms": round(float(arr.max()), 1),
-        }
-    return {"pages": pages, "cold_first_case_page_ms": round(cold["case"], 1)}
+    return {
+        "pages": {page: _percentiles(client_ms[page]) for page in pages},
+        "server_view_ms": {page: _percentiles(server_ms[page]) for page in pages},
+        "cold_first_case_page_ms": round(cold, 1),
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(arr.size),
+        "p50_ms": round(float(np.percentile(arr, 50)), 1),
+        "p95_ms": round(float(np.percentile(arr, 95)), 1),
+        "p99_ms": round(float(np.percentile(arr, 99)), 1),
+        "max_ms": round(float(arr.max()), 1),
+    }
 
 
 def _queries_per_page(dataset, users: dict[str, Any]) -> dict[str, int]:
@@ -376,10 +395,16 @@ def _queries_per_page(dataset, users: dict[str, Any]) -> dict[str, int]:
 def _print_table(report: dict[str, Any]) -> None:
     print(
         f"\nLabeling pages on {report['dataset']} ({report['n_cases']:,} cases, "
-        f"{report['database']}), {report['requests_per_page']} requests per page"
+        f"{report['database']}), {report['requests_per_page']} requests per page, "
+        f"load average {report['load_average']}"
     )
-    print(f"{'page':<10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'queries':>8}")
-    for page, s in report["pages"].items():
+    print(
+        f"{'page':<10} {'client p50/p95/p99 ms':>24} {'server p50/p95/p99 ms':>24} {'queries':>8}"
+    )
+    for page, c in report["pages"].items():
+        v = report["server_view_ms"][page]
         queries = report.get("queries", {}).get(page, "")
-        print(f"{page:<10} {s['p50_ms']:>8} {s['p95_ms']:>8} {s['p99_ms']:>8} {queries:>8}")
+        client = f"{c['p50_ms']}/{c['p95_ms']}/{c['p99_ms']}"
+        server = f"{v.get('p50_ms')}/{v.get('p95_ms')}/{v.get('p99_ms')}"
+        print(f"{page:<10} {client:>24} {server:>24} {queries:>8}")
     print(f"first case page of a fresh server: {report['cold_first_case_page_ms']} ms")

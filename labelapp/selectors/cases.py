@@ -241,7 +241,7 @@ def _amount_chart(events: list[Event], amount_field: str, moment: datetime | Non
 def case_labels(case: Case) -> list[Label]:
     return list(
         Label.objects.filter(case=case)
-        .select_related("user", "pattern", "undoes")
+        .select_related("user", "pattern")
         .order_by("-created_at", "-id")
     )
 

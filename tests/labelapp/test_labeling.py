@@ -457,3 +457,17 @@ def test_contributions_come_from_the_current_model(batch, admin_client, tmp_path
     total = sum(v for _, v in contributions.rows) + contributions.base_value
     assert total == pytest.approx(raw, abs=1e-6)
     assert f"model v{version.pk}".encode() in page.content
+
+
+def test_an_answer_after_the_lease_ran_out_is_not_stored(batch, expert_user, second_expert):
+    dataset = batch[0].iteration.dataset
+    item = queue_next_case(user=expert_user, dataset=dataset)
+    BatchItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
+    assert queue_next_case(user=second_expert, dataset=dataset).pk == item.pk
+    late = Client()
+    late.force_login(expert_user)
+    response = htmx_post(late, reverse("case-answer", args=[item.case_id]), {"answer": "skipped"})
+    assert response.status_code == 200
+    assert "ran out and another expert took it" in response.content.decode()
+    assert not Label.objects.exists()
+    assert reload(item).assigned_to == second_expert

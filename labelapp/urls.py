@@ -3,7 +3,7 @@ an ``*_urls.py`` file; add one line here per area."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from labelapp.views import datasets
@@ -15,4 +15,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("datasets/", datasets.dataset_list_view, name="dataset-list"),
     path("datasets/<slug:name>/", datasets.dataset_detail_view, name="dataset-detail"),
+    path("api/", include("labelapp.api.urls")),
 ]

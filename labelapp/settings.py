@@ -127,6 +127,8 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 for _folder in (VAR_DIR, ARTIFACTS_DIR, UPLOADS_DIR, STATIC_ROOT):
     _folder.mkdir(parents=True, exist_ok=True)
 
+# Uploads up to this size import while the browser waits; larger ones go to a Celery worker.
+IMPORT_INLINE_MAX_BYTES = env_int("IMPORT_INLINE_MAX_BYTES", 5 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # larger uploads stream to a temporary file
 
@@ -134,13 +136,16 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # larger uploads stream to a tem
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_dir = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for _folder in (_broker_dir / "queue", _broker_dir / "processed", VAR_DIR / "results"):
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    for _folder in (VAR_DIR / "results",):
         _folder.mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem")
@@ -211,3 +216,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- The loop: iteration heartbeats (a worker silent for longer is presumed dead) -------------
+ITERATION_HEARTBEAT_INTERVAL_S = float(env_str("ITERATION_HEARTBEAT_INTERVAL_S", "2"))
+ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30"))
+# LightGBM threads of a training worker (0: LightGBM's default, all cores).
+LOOP_LIGHTGBM_THREADS = env_int("LOOP_LIGHTGBM_THREADS", 0)

@@ -14,9 +14,9 @@ from rest_framework.views import APIView
 from labelapp.api.errors import error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import IsExpert
-from labelapp.models import BatchItem, Case, Dataset, Label, ModelVersion, PoolState
+from labelapp.models import BatchItem, Case, Dataset, Label, PoolState
 from labelapp.selectors.case_lists import NO_ANSWER, case_detail_queryset, case_list
-from labelapp.selectors.model_scoring import ScoringUnavailable, case_explanation
+from labelapp.selectors.cases import score_contributions
 
 ANSWER_CHOICES = [
     Label.Answer.CONFIRMED,
@@ -109,7 +109,6 @@ class BatchItemBriefSerializer(serializers.ModelSerializer):
 
 class ContributionSerializer(serializers.Serializer):
     feature = serializers.CharField()
-    value = serializers.FloatField(allow_null=True, help_text="The feature's value for the case.")
     contribution = serializers.FloatField(help_text="SHAP contribution to the raw score.")
 
 
@@ -168,61 +167,40 @@ class CaseListApi(APIView):
 class CaseDetailApi(APIView):
     permission_classes = [IsExpert]
 
-    @extend_schema_serializer(component_name="CaseDetailQuery")
-    class QuerySerializer(serializers.Serializer):
-        model_version = serializers.IntegerField(
-            required=False,
-            min_value=1,
-            help_text="Explain the score of this model version (default: the dataset's current).",
-        )
-
     @extend_schema_serializer(component_name="CaseDetail")
     class OutputSerializer(CaseDetailBaseSerializer):
-        model_version = serializers.IntegerField(allow_null=True)
-        model_score = serializers.FloatField(
-            allow_null=True, help_text="The model version's score for this case."
+        model_version = serializers.IntegerField(
+            allow_null=True, help_text="The dataset's current model, which the score is from."
+        )
+        base_value = serializers.FloatField(
+            allow_null=True, help_text="The model's expected raw score (log-odds)."
         )
         contributions = ContributionSerializer(
-            many=True, help_text="Features ordered by absolute contribution, largest first."
+            many=True, help_text="Features by absolute contribution, largest first."
         )
         explanation_error = serializers.CharField(
-            allow_null=True, help_text="Why there is no score or explanation, if there is none."
+            allow_null=True, help_text="Why there are no contributions, if there are none."
         )
 
         class Meta(CaseDetailBaseSerializer.Meta):
             fields = [
                 *CaseDetailBaseSerializer.Meta.fields,
                 "model_version",
-                "model_score",
+                "base_value",
                 "contributions",
                 "explanation_error",
             ]
 
     @extend_schema(
         operation_id="cases_retrieve",
-        parameters=[QuerySerializer],
-        responses={200: OutputSerializer, **error_responses(400, 401, 403, 404)},
+        responses={200: OutputSerializer, **error_responses(401, 403, 404)},
     )
     def get(self, request: Request, pk: int) -> Response:
         """One case: features, score, the features that drove it, labels and batch history."""
-        query = self.QuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
         case = get_object_or_404(case_detail_queryset(request.user), pk=pk)
-        model_version = _model_version_for(case, query.validated_data.get("model_version"))
-        explanation = {"model_version": None, "model_score": None, "contributions": []}
-        error = None if model_version else "the dataset has no model yet"
-        if model_version is not None:
-            try:
-                explanation = case_explanation(case=case, model_version=model_version)
-            except ScoringUnavailable as exc:
-                explanation["model_version"] = model_version.pk
-                error = str(exc)
-        for key, value in {**explanation, "explanation_error": error}.items():
-            setattr(case, key, value)
+        explained = score_contributions(case)
+        case.model_version = explained.model.pk if explained.model else None
+        case.base_value = explained.base_value
+        case.contributions = [{"feature": n, "contribution": v} for n, v in explained.rows]
+        case.explanation_error = explained.unavailable or None
         return Response(self.OutputSerializer(case).data)
-
-
-def _model_version_for(case: Case, pk: int | None) -> ModelVersion | None:
-    if pk is None:
-        return case.dataset.current_model
-    return get_object_or_404(ModelVersion, pk=pk, dataset=case.dataset)

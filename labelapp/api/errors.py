@@ -38,6 +38,25 @@ class Unprocessable(exceptions.APIException):
     default_code = "unprocessable"
 
 
+class ImportRefused(exceptions.APIException):
+    """The uploaded data has problems; nothing was imported. ``report`` says what and where."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "import_rejected"
+
+    def __init__(self, report: dict):
+        self.report = report
+        problems = report.get("problems", [])
+        lines = [
+            f"{p['file']}"
+            + (f" column {p['column']}" if p.get("column") else "")
+            + f": {p['message']} (x{p['count']})"
+            for p in problems[:5]
+        ]
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        super().__init__(f"Import rejected, nothing was written: {'; '.join(lines)}{more}")
+
+
 def _flatten(errors: Any, prefix: str = "") -> list[str]:
     """Readable ``field: message`` lines from DRF's nested error structure."""
     if isinstance(errors, dict):
@@ -91,6 +110,8 @@ def api_exception_handler(exc: Exception, context: dict):
         body["detail"] = str(data["detail"])
     else:
         body["detail"] = "; ".join(_flatten(data))
+    if isinstance(exc, ImportRefused):
+        body["report"] = exc.report
     response.data = body
     return response
 
@@ -103,6 +124,9 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     errors = serializers.DictField(
         child=serializers.JSONField(), required=False, help_text="Per field, its messages."
+    )
+    report = serializers.JSONField(
+        required=False, help_text="Import only: every problem found, by file and column."
     )
 
 

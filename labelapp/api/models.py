@@ -24,6 +24,7 @@ from labelapp.services.export import (
     export_dir,
     model_version_export,
 )
+from labelapp.services.model_versions import ModelVersionError, model_version_promote
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer):
@@ -99,12 +100,10 @@ class ModelVersionPromoteApi(APIView):
     )
     def post(self, request: Request, pk: int) -> Response:
         """Make this version the dataset's current model (its scores rank the cases)."""
-        from labelapp.services.iterations import model_version_promote
-
         version = get_object_or_404(_model_versions(), pk=pk)
         try:
-            model_version_promote(model_version=version, user=request.user, via="api")
-        except ValueError as exc:
+            model_version_promote(version=version, user=request.user, via="api")
+        except ModelVersionError as exc:
             raise Conflict(str(exc)) from exc
         version = get_object_or_404(_model_versions(), pk=pk)
         return Response(ModelVersionDetailOutputSerializer(version).data)

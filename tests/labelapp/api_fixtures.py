@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from tests.labelapp.factories import make_batch, make_dataset
+from tests.labelapp.factories import make_batch, make_dataset, make_iteration
 from tests.labelapp.model_factories import make_model_version, train_artifacts
 
 __all__ = [
@@ -82,8 +82,10 @@ def world(
     (``expert_label``), ``hidden_case`` is outside the expert's queue.
     """
     from labelapp.services.labels import label_create
+    from labelapp.services.uploads import upload_save
 
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.UPLOADS_DIR = tmp_path / "uploads"
     w = World()
     w.users = {
         "admin": admin_user,
@@ -102,4 +104,9 @@ def world(
     w.labeled_case = w.batch[1].case
     w.expert_label = label_create(user=expert_user, case=w.labeled_case, answer="confirmed")
     w.hidden_case = w.batch[2].case
+    w.iteration = w.batch[0].iteration
+    w.failed = make_iteration(w.dataset, status="failed")
+    w.other_dataset = make_dataset(name="toy2", n_cases=5, n_seed=1)
+    w.running = make_iteration(w.other_dataset, status="running")
+    w.upload_id, _ = upload_save(files={})
     return w

@@ -1,9 +1,9 @@
 """A real, small trained model version for a dataset made by ``factories.make_dataset``.
 
-Trains :class:`learning.pu.TwoStepPU` on features built by :func:`learning.featurespec.build_matrix`
+Trains :class:`learning.pu.TwoStepPU` on features from :func:`learning.featurespec.build_matrix`
 and lays the artifacts out as a model version's folder (HELPERS.md): ``model.txt``,
-``feature_spec.json``, ``positives.parquet``, ``params.json``, ``metrics.json``. The cases' scores
-are written the way the app scores them, so tests can compare them with exported bundles.
+``feature_spec.json``, ``positives.parquet``, ``params.json``, ``metrics.json``, ``scores.npy``.
+The cases' scores are written the way the app scores them.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ def train_artifacts(dataset: Dataset, folder: Path, *, n_estimators: int = 20) -
     (folder / "params.json").write_text(json.dumps(params, indent=2))
     metrics = {"n_train": len(cases), "n_positive": int(cases["seed_positive"].sum())}
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    # Every case's score in row order, as the loop stores it (what promotion writes back).
+    np.save(folder / "scores.npy", model.booster_.predict(X).astype(np.float32))
     return folder
 
 

@@ -36,6 +36,21 @@ def _label_body(w, persona):
     return {"case": w.visible_case.pk, "answer": "not_confirmed", "comment": f"by {persona}"}
 
 
+def _import_body(w, persona):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    cases = (
+        "case_id,entity_id,ts,amount\n"
+        "x1,e1,2024-01-01T00:00:00Z,3.5\n"
+        "x2,e1,2024-01-02T00:00:00Z,4\n"
+    )
+    return {"name": f"up-{persona}", "cases": SimpleUploadedFile("cases.csv", cases.encode())}
+
+
+def _launch_body(w, persona):
+    return {"batch_size": 5, "n_clusters": 2, "pool_size": 10, "use_embeddings": False}
+
+
 MATRIX: dict[str, Call] = {
     "schema": Call("get", lambda w: "/api/schema/", (200, 200, 200, 200)),
     "docs": Call("get", lambda w: "/api/docs/", (200, 200, 200, 200)),
@@ -44,6 +59,10 @@ MATRIX: dict[str, Call] = {
     "dataset list": Call("get", lambda w: "/api/datasets/", (200, 200, 403, 401)),
     "dataset detail": Call("get", lambda w: "/api/datasets/toy/", (200, 200, 403, 401)),
     "dataset report": Call("get", lambda w: "/api/datasets/toy/report/", (200, 403, 403, 401)),
+    "dataset import": Call(
+        "post", lambda w: "/api/datasets/import/", (201, 403, 403, 401), _import_body, "multipart"
+    ),
+    "import status": Call("get", lambda w: f"/api/imports/{w.upload_id}/", (200, 403, 403, 401)),
     "case list": Call("get", lambda w: "/api/datasets/toy/cases/", (200, 200, 403, 401)),
     "case in queue": Call(
         "get", lambda w: f"/api/cases/{w.visible_case.pk}/", (200, 200, 403, 401)
@@ -58,9 +77,25 @@ MATRIX: dict[str, Call] = {
     "label undo": Call(
         "post", lambda w: f"/api/labels/{w.expert_label.pk}/undo/", (403, 201, 403, 401)
     ),
+    "iteration list": Call("get", lambda w: "/api/datasets/toy/iterations/", (200, 403, 403, 401)),
+    "iteration launch": Call(
+        "post", lambda w: "/api/datasets/toy/iterations/", (201, 403, 403, 401), _launch_body
+    ),
+    "iteration detail": Call(
+        "get", lambda w: f"/api/iterations/{w.iteration.pk}/", (200, 403, 403, 401)
+    ),
+    "iteration cancel": Call(
+        "post", lambda w: f"/api/iterations/{w.running.pk}/cancel/", (200, 403, 403, 401)
+    ),
+    "iteration retry": Call(
+        "post", lambda w: f"/api/iterations/{w.failed.pk}/retry/", (201, 403, 403, 401)
+    ),
     "model list": Call("get", lambda w: "/api/datasets/toy/models/", (200, 403, 403, 401)),
     "model detail": Call(
         "get", lambda w: f"/api/models/{w.model_version.pk}/", (200, 403, 403, 401)
+    ),
+    "model promote": Call(
+        "post", lambda w: f"/api/models/{w.model_version.pk}/promote/", (200, 403, 403, 401)
     ),
     "model download": Call(
         "get", lambda w: f"/api/models/{w.model_version.pk}/download/", (200, 403, 403, 401)
@@ -111,6 +146,13 @@ def test_every_api_route_is_in_the_matrix():
         "datasets/",
         "datasets/<slug:name>/",
         "datasets/<slug:name>/report/",
+        "datasets/import/",
+        "imports/<str:upload_id>/",
+        "datasets/<slug:name>/iterations/",
+        "iterations/<int:pk>/",
+        "iterations/<int:pk>/cancel/",
+        "iterations/<int:pk>/retry/",
+        "models/<int:pk>/promote/",
         "datasets/<slug:name>/cases/",
         "cases/<int:pk>/",
         "datasets/<slug:name>/queue/next/",

@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include(iteration_views.urlpatterns)),
     path("", include(model_views.urlpatterns)),
     path("", include("labelapp.views.labeling_urls")),
+    path("api/", include("labelapp.api.urls")),
 ]

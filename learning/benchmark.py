@@ -126,6 +126,7 @@ class Harness:
         self.hand_names = list(hand.columns)
         self.entity_columns = ds.identifier_columns() if ds.ts is not None else []
         self.embeddings = embeddings
+        self.feature_cache: dict = {}
         if embeddings is not None and len(embeddings) != ds.n_cases:
             raise ValueError(f"embeddings have {len(embeddings)} rows, cases {ds.n_cases}")
         # One uniform draw per case, shared by every method: the expert answers a case the same
@@ -151,6 +152,7 @@ class Harness:
                 known,
                 columns=self.entity_columns,
                 windows_days=self.settings.entity_windows_days,
+                cache=self.feature_cache,
             )
             blocks.append(ld.to_numpy(dtype=np.float32))
             names += list(ld.columns)
@@ -359,6 +361,8 @@ def run_benchmark(
     if ds.labels is None:
         raise ValueError(f"{data_dir} has no label column: the simulated expert needs the truth")
     h = Harness(ds, st, embeddings, log)
+    if not h.entity_columns and "active_pu_no_entity_features" in methods:
+        methods.remove("active_pu_no_entity_features")  # identical to active_pu here
     test_y = h.y[h.split.test]
     log(
         f"{ds.name}: {ds.n_cases} cases, pool {len(h.split.pool)} ({h.split.rule}), test "
@@ -389,6 +393,7 @@ def run_benchmark(
             metrics, scores = run_static(h, name)
         report["methods"][name] = metrics
         test_scores[name] = scores
+        np.savez_compressed(out / "test_scores.npz", y=test_y, **test_scores)
         log(
             f"  {name}: PR-AUC {metrics['pr_auc']:.3f}, recall@p0.8 "
             f"{metrics['recall_at_precision']['0.8']:.3f}, positives found "
@@ -403,6 +408,39 @@ def run_benchmark(
         f"({report['seconds_total']:.0f} s)"
     )
     return report
+
+
+def merge_reports(parts: list[Path], out: Path) -> dict:
+    """Merge runs of the same dataset and settings that each ran some methods (in parallel).
+
+    Every part folder holds ``report.json`` and ``test_scores.npz``; the merged report, tables
+    and plots are written to ``out``.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    merged: dict | None = None
+    test_scores: dict[str, np.ndarray] = {}
+    for part in parts:
+        report = json.loads((Path(part) / "report.json").read_text())
+        scores = np.load(Path(part) / "test_scores.npz")
+        if merged is None:
+            merged = {**report, "methods": {}, "curves": {}, "seconds_total": 0.0}
+        elif report["settings"] | {"methods": None} != merged["settings"] | {"methods": None}:
+            raise ValueError(f"{part} ran with other settings")
+        merged["methods"].update(report["methods"])
+        merged["curves"].update(report["curves"])
+        merged["seconds_total"] += report.get("seconds_total", 0.0)
+        test_y = scores["y"]
+        test_scores.update({k: scores[k] for k in scores.files if k != "y"})
+    order = [
+        m
+        for m in (*REQUIRED_METHODS, "active_pu_no_embeddings", *EXTRA_METHODS)
+        if m in merged["methods"]
+    ]
+    merged["methods"] = {m: merged["methods"][m] for m in order}
+    merged["settings"]["methods"] = order
+    _write(merged, out)
+    _plots(merged, test_y, {m: test_scores[m] for m in order}, out)
+    return merged
 
 
 def _write(report: dict, out: Path) -> None:
@@ -551,6 +589,16 @@ def settings_from_args(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    argv = list(argv) if argv is not None else None
+    import sys
+
+    raw = sys.argv[1:] if argv is None else argv
+    if raw and raw[0] == "merge":
+        merge = argparse.ArgumentParser(description="merge parallel benchmark runs")
+        merge.add_argument("parts", nargs="+", type=Path)
+        merge.add_argument("--out", required=True, type=Path)
+        margs = merge.parse_args(raw[1:])
+        return merge_reports(margs.parts, margs.out)
     args = build_parser().parse_args(argv)
     embeddings = np.load(args.embeddings_file) if args.embeddings_file else None
     return run_benchmark(args.data, args.out, embeddings=embeddings, **settings_from_args(args))

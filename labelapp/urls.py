@@ -7,6 +7,8 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from labelapp.views import datasets, imports
+from labelapp.views import iterations as iteration_views
+from labelapp.views import models as model_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dataset-list", permanent=False)),
@@ -16,4 +18,8 @@ urlpatterns = [
     path("datasets/", datasets.dataset_list_view, name="dataset-list"),
     path("datasets/import/", include(imports.urlpatterns)),
     path("datasets/<slug:name>/", datasets.dataset_detail_view, name="dataset-detail"),
+    path("", include(iteration_views.urlpatterns)),
+    path("", include(model_views.urlpatterns)),
+    path("", include("labelapp.views.labeling_urls")),
+    path("api/", include("labelapp.api.urls")),
 ]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 
 from labelapp.demo import generate_demo_dataset
+from labelapp.models import BatchItem, Case, Dataset, Event, Iteration, PatternTag, PoolState
+
+FEATURES = ("amount", "customer_nb_tx_7d", "terminal_nb_tx_30d")
+T0 = datetime(2018, 4, 1, tzinfo=UTC)
 
 # Compromises are far more frequent than in the demo so that a few hundred cases hold positives.
 SMALL_TERMINAL_RATE = 0.01
@@ -45,3 +50,103 @@ def make_dataset_dir(
                 pd.read_parquet(parquet).to_csv(folder / f"{table}.csv", index=False)
                 parquet.unlink()
     return folder
+
+
+def make_dataset(*, name: str = "toy", n_cases: int = 20, n_seed: int = 2, events: bool = True):
+    """A ready dataset with ``n_cases`` cases of three numeric features and, optionally, events.
+
+    Case ``i`` belongs to entity ``e{i % 5}`` at ``T0 + i hours``; its entity has one event per
+    case at the same moment (amount = the case's amount), so every case has a timeline.
+    """
+    dataset = Dataset.objects.create(
+        name=name,
+        status=Dataset.Status.READY,
+        feature_columns=list(FEATURES),
+        schema={
+            "cases": {"numeric": list(FEATURES), "categorical": []},
+            "events": {"numeric": ["amount"], "categorical": ["terminal_id"], "text": []},
+        },
+    )
+    cases = []
+    for i in range(n_cases):
+        seed = i < n_seed
+        cases.append(
+            Case(
+                dataset=dataset,
+                row=i,
+                case_id=f"c{i:04d}",
+                entity_id=f"e{i % 5}",
+                ts=T0 + timedelta(hours=i),
+                seed_positive=seed,
+                pool_state=PoolState.POSITIVE if seed else PoolState.UNLABELED,
+                features={
+                    "amount": round(10.0 + 7.5 * i, 2),
+                    "customer_nb_tx_7d": i % 7,
+                    "terminal_nb_tx_30d": 3 * i,
+                },
+                score=i / n_cases,
+                score_percentile=100.0 * i / n_cases,
+            )
+        )
+    Case.objects.bulk_create(cases)
+    if events:
+        Event.objects.bulk_create(
+            Event(
+                dataset=dataset,
+                entity_id=f"e{i % 5}",
+                ts=T0 + timedelta(hours=i),
+                fields={"amount": round(10.0 + 7.5 * i, 2), "terminal_id": f"t{i % 3}"},
+            )
+            for i in range(n_cases)
+        )
+    dataset.n_cases = n_cases
+    dataset.n_seed_positive = n_seed
+    dataset.n_events = n_cases if events else 0
+    dataset.save()
+    return dataset
+
+
+def make_iteration(dataset: Dataset, *, number: int | None = None, status: str = "done"):
+    if number is None:
+        number = (
+            dataset.iterations.order_by("-number").values_list("number", flat=True).first() or 0
+        ) + 1
+    return Iteration.objects.create(dataset=dataset, number=number, status=status)
+
+
+def make_batch(
+    dataset: Dataset,
+    *,
+    size: int = 5,
+    cases: list[Case] | None = None,
+    iteration: Iteration | None = None,
+    required_answers: int = 1,
+) -> list[BatchItem]:
+    """A batch as the loop leaves it: open, unassigned items; its cases in pool state "shown".
+
+    Without ``cases`` the batch takes the ``size`` highest-scoring unlabeled cases.
+    """
+    iteration = iteration or make_iteration(dataset)
+    if cases is None:
+        cases = list(dataset.cases.filter(pool_state=PoolState.UNLABELED).order_by("-score")[:size])
+    items = [
+        BatchItem(
+            iteration=iteration,
+            case=case,
+            position=position,
+            score=case.score,
+            uncertainty=round(1.0 - abs(2 * (case.score or 0.5) - 1), 4),
+            cluster=position % 2,
+            rank_in_cluster=position // 2,
+            reason=f"uncertain (cluster {position % 2})",
+            required_answers=required_answers,
+        )
+        for position, case in enumerate(cases)
+    ]
+    BatchItem.objects.bulk_create(items)
+    Case.objects.filter(pk__in=[c.pk for c in cases]).update(pool_state=PoolState.SHOWN)
+    return list(BatchItem.objects.filter(iteration=iteration).order_by("position"))
+
+
+def make_pattern(name: str = "fake merchant", description: str = "") -> PatternTag:
+    return PatternTag.objects.create(name=name, description=description)

@@ -1,0 +1,282 @@
+"""The Auto Risk behavior-sequence encoder (seeds 000/001/004), in the style of nanoGPT's model.py.
+
+Event fields are embedded and added, then ``n_blocks`` blocks of
+(gated depthwise-separable convolution, sliding-window attention), each pre-norm with a residual.
+Every layer only looks left (causal convolution, causal windowed attention), so the hidden state
+at position t depends on events ``t - receptive_field + 1 .. t`` only. That makes two uses exact
+and equal:
+
+- encode one case's window (its last ``max_len`` events) and read the last position, or
+- encode an entity's whole history once and read every case off the position just before its ts,
+
+which is what makes embedding a million cases cheap. Attention memory is O(T * 2W), not O(T^2).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class AutoRiskConfig:
+    cat_cardinalities: list[int] = field(default_factory=list)  # per categorical field, incl. 0/1
+    n_numeric: int = 0
+    num_buckets: int = 32  # quantile buckets per numeric field (targets use 0..num_buckets)
+    n_text: int = 0
+    text_buckets: int = 4096
+    d_model: int = 64
+    n_blocks: int = 3
+    kernel_size: int = 5  # width K of the depthwise convolution
+    n_heads: int = 4
+    window: int = 32  # attention looks at the last `window` positions (block size W)
+    pool_window: int = 64  # the mean pool covers the last `pool_window` hidden states
+    max_len: int = 256  # L: a case's sequence is its last L events
+    out_dim: int = 64
+    dropout: float = 0.0
+
+    @property
+    def receptive_field(self) -> int:
+        return self.n_blocks * ((self.kernel_size - 1) + (self.window - 1)) + 1
+
+    def validate(self) -> None:
+        assert self.d_model % self.n_heads == 0, "d_model must be divisible by n_heads"
+        # hidden states inside the pool must see their full context within the last L events
+        assert self.pool_window + self.receptive_field - 1 <= self.max_len, (
+            f"pool_window + receptive_field - 1 = {self.pool_window + self.receptive_field - 1}"
+            f" exceeds max_len = {self.max_len}"
+        )
+
+
+class EventEmbedding(nn.Module):
+    """Embeds each field of an event and adds them: (B, T, ...) inputs -> (B, T, D)."""
+
+    def __init__(self, config: AutoRiskConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.cat = nn.ModuleList(
+            nn.Embedding(n, d, padding_idx=0) for n in config.cat_cardinalities
+        )
+        self.num = nn.Linear(config.n_numeric, d) if config.n_numeric else None
+        self.num_bucket = nn.ModuleList(
+            nn.Embedding(config.num_buckets + 1, d, padding_idx=0) for _ in range(config.n_numeric)
+        )
+        self.text = (
+            nn.Embedding(config.text_buckets + 1, d, padding_idx=0) if config.n_text else None
+        )
+        self.time = nn.Linear(2, d)
+        self.hour = nn.Embedding(24, d)
+        self.weekday = nn.Embedding(7, d)
+        self.mask_token = nn.Parameter(torch.zeros(d))
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, batch: dict[str, torch.Tensor], event_mask: torch.Tensor | None = None):
+        content = 0.0
+        for j, emb in enumerate(self.cat):
+            content = content + emb(batch["cat"][..., j])
+        if self.num is not None:
+            content = content + self.num(batch["num"])
+            for j, emb in enumerate(self.num_bucket):
+                content = content + emb(batch["num_bucket"][..., j])
+        if self.text is not None:
+            ids = batch["text"]  # (B, T, X, G)
+            vecs = self.text(ids)  # (B, T, X, G, D)
+            present = (ids > 0).unsqueeze(-1).to(vecs.dtype)
+            pooled = (vecs * present).sum(-2) / present.sum(-2).clamp(min=1.0)  # (B, T, X, D)
+            content = content + pooled.sum(-2)
+        if not torch.is_tensor(content):
+            content = torch.zeros(*batch["hour"].shape, self.mask_token.numel())
+        if event_mask is not None:
+            # masked events keep their timing but hide every field value
+            content = torch.where(event_mask.unsqueeze(-1), self.mask_token, content)
+        timing = (
+            self.time(batch["time_num"]) + self.hour(batch["hour"]) + self.weekday(batch["weekday"])
+        )
+        return self.ln(content + timing)  # (B, T, D)
+
+
+class GatedSeparableConv(nn.Module):
+    """Causal depthwise conv (width K) -> pointwise to 2D -> GLU gate: (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, d_model: int, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.depthwise = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model)
+        self.pointwise = nn.Linear(d_model, 2 * d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))  # (B, D, T + K - 1), left only
+        y = self.depthwise(y).transpose(1, 2)  # (B, T, D)
+        return F.glu(self.pointwise(y), dim=-1)  # (B, T, D)
+
+
+class SlidingWindowAttention(nn.Module):
+    """Causal attention over the last W positions, computed block by block.
+
+    The sequence is cut into blocks of W; each block's queries attend to keys of the same and the
+    previous block (2W keys) under a causal window mask, so memory is O(T * 2W).
+    """
+
+    def __init__(self, d_model: int, n_heads: int, window: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.window = window
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+        i = torch.arange(window).unsqueeze(1)  # query offset inside its block
+        j = torch.arange(2 * window).unsqueeze(0) - window  # key offset relative to block start
+        self.register_buffer("band", (j <= i) & (j > i - window), persistent=False)  # (W, 2W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        W, H = self.window, self.n_heads
+        n_blocks = math.ceil(T / W)
+        pad = n_blocks * W - T
+        q, k, v = self.qkv(F.pad(x, (0, 0, 0, pad))).split(D, dim=-1)  # each (B, nW, D)
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(B, n_blocks, W, H, D // H).permute(0, 3, 1, 2, 4)  # (B, H, n, W, hd)
+
+        q, k, v = heads(q), heads(k), heads(v)
+        k = torch.cat([F.pad(k, (0, 0, 0, 0, 1, 0))[:, :, :-1], k], dim=3)  # (B, H, n, 2W, hd)
+        v = torch.cat([F.pad(v, (0, 0, 0, 0, 1, 0))[:, :, :-1], v], dim=3)
+        mask = self.band.unsqueeze(0).repeat(n_blocks, 1, 1)  # (n, W, 2W)
+        mask[0, :, :W] = False  # nothing before the first block
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, n, W, hd)
+        y = y.permute(0, 2, 3, 1, 4).reshape(B, n_blocks * W, D)[:, :T]
+        return self.proj(y)  # (B, T, D)
+
+
+class Block(nn.Module):
+    def __init__(self, config: AutoRiskConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.ln_conv = nn.LayerNorm(d)
+        self.conv = GatedSeparableConv(d, config.kernel_size)
+        self.ln_attn = nn.LayerNorm(d)
+        self.attn = SlidingWindowAttention(d, config.n_heads, config.window, config.dropout)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.conv(self.ln_conv(x)))
+        x = x + self.drop(self.attn(self.ln_attn(x)))
+        return x  # (B, T, D)
+
+
+class AutoRiskEncoder(nn.Module):
+    """Behavior sequence -> vector; masked-event heads for pretraining.
+
+    Inputs are right-padded batches (dict of tensors from :func:`encoders.batches.make_batch`)
+    with ``mask`` (B, T) True on real events.
+    """
+
+    def __init__(self, config: AutoRiskConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        d = config.d_model
+        self.embed = EventEmbedding(config)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_blocks))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(2 * d + 1, config.out_dim)  # [last state, window mean, case gap]
+        self.cat_heads = nn.ModuleList(nn.Linear(d, n) for n in config.cat_cardinalities)
+        self.num_heads = nn.ModuleList(
+            nn.Linear(d, config.num_buckets + 1) for _ in range(config.n_numeric)
+        )
+
+    def hidden(self, batch: dict[str, torch.Tensor], event_mask: torch.Tensor | None = None):
+        """Per-position hidden states (B, T, D); position t sees events <= t only."""
+        x = self.embed(batch, event_mask)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def states(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-position pooling inputs (B, T, 2D): [h_t, mean of the last pool_window h's]."""
+        P = self.config.pool_window
+        hm = h * mask.unsqueeze(-1).to(h.dtype)
+        csum = F.pad(hm.cumsum(1), (0, 0, 1, 0))  # (B, T + 1, D)
+        T = h.shape[1]
+        idx = torch.arange(1, T + 1, device=h.device)
+        lo = (idx - P).clamp(min=0)
+        window_sum = csum[:, idx] - csum[:, lo]  # (B, T, D)
+        count = (idx - lo).to(h.dtype).view(1, T, 1)
+        return torch.cat([h, window_sum / count], dim=-1)
+
+    def pool(self, states: torch.Tensor, case_gap: torch.Tensor, empty: torch.Tensor):
+        """Vectors (N, out_dim) from read-off states (N, 2D), case gaps (N,), empty flags (N,)."""
+        states = torch.where(empty.unsqueeze(-1), torch.zeros_like(states), states)
+        return self.head(torch.cat([states, case_gap.unsqueeze(-1)], dim=-1))
+
+    def forward(
+        self,
+        batch: dict[str, torch.Tensor],
+        *,
+        case_gap: torch.Tensor | None = None,
+        event_mask: torch.Tensor | None = None,
+        targets: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode right-padded sequences.
+
+        Returns
+        -------
+        output : (B, out_dim) vector read at each sequence's last real event (empty sequences
+            give the vector of an empty history).
+        loss : masked event modeling loss over ``event_mask`` positions when ``targets``
+            (``cat`` (B, T, C) and ``num_bucket`` (B, T, M) of the unmasked events) are given.
+        """
+        mask = batch["mask"]
+        B = mask.shape[0]
+        h = self.hidden(batch, event_mask)  # (B, T, D)
+        states = self.states(h, mask)  # (B, T, 2D)
+        lengths = mask.sum(1)
+        last = (lengths - 1).clamp(min=0)
+        read = states[torch.arange(B), last]  # (B, 2D)
+        if case_gap is None:
+            case_gap = torch.zeros(B, dtype=h.dtype, device=h.device)
+        output = self.pool(read, case_gap, lengths == 0)
+        loss = None
+        if targets is not None and event_mask is not None:
+            loss = self.masked_event_loss(h, targets, event_mask & mask)
+        return output, loss
+
+    def masked_event_loss(self, h: torch.Tensor, targets: dict[str, torch.Tensor], where):
+        """Mean cross-entropy of the hidden fields at ``where`` (B, T) positions."""
+        hm = h[where]  # (K, D)
+        losses = []
+        for j, head in enumerate(self.cat_heads):
+            y = targets["cat"][where][:, j]
+            if (y > 0).any():
+                losses.append(F.cross_entropy(head(hm), y, ignore_index=0))
+        for j, head in enumerate(self.num_heads):
+            y = targets["num_bucket"][where][:, j]
+            if (y > 0).any():
+                losses.append(F.cross_entropy(head(hm), y, ignore_index=0))
+        if not losses:
+            return h.sum() * 0.0
+        return torch.stack(losses).mean()
+
+
+def gated_conv_parameter_counts(d_model: int = 256, kernel_size: int = 5) -> dict[str, int]:
+    """Parameter counts (weights + biases) of the conv layers the seed compares at D, K."""
+
+    def count(module: nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    d, k = d_model, kernel_size
+    separable = nn.Sequential(nn.Conv1d(d, d, k, groups=d), nn.Conv1d(d, d, 1))
+    return {
+        "d_model": d,
+        "kernel_size": k,
+        "plain_conv": count(nn.Conv1d(d, d, k)),
+        "depthwise_separable_conv": count(separable),
+        "gated_plain_conv": count(nn.Conv1d(d, 2 * d, k)),
+        "gated_depthwise_separable_conv": count(GatedSeparableConv(d, k)),
+    }

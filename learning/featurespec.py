@@ -1,0 +1,275 @@
+"""The feature specification of a model: how raw cases become the matrix the model scores.
+
+A :class:`FeatureSpec` is stored beside every model (``feature_spec.json``). The app's scoring and
+the export bundle's standalone scorer both call :func:`build_matrix` with it, so one set of raw
+cases always gives the same matrix, hence the same scores, inside and outside the app.
+
+Columns of the matrix, in order (``FeatureSpec.feature_names``):
+
+1. numeric case columns, as float32 (missing stays NaN);
+2. low-cardinality categorical case columns, as integer codes of the training-time categories
+   (unknown or missing values become -1, which LightGBM reads as missing);
+3. label-derived entity features ``p_<column>_<w>d``: how many known positives (the P the model
+   was trained with, stored as ``positives.parquet``) shared the case's value of ``column`` in the
+   ``w`` days strictly before the case's ``ts``
+   (see :func:`learning.features.label_derived_features`);
+4. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from learning.features import Dataset, label_derived_features
+
+SPEC_VERSION = 1
+DEFAULT_WINDOWS_DAYS = (1.0, 7.0, 28.0)
+
+
+@dataclass
+class FeatureSpec:
+    """Everything needed to rebuild a model's feature matrix from raw cases.
+
+    Attributes
+    ----------
+    numeric_columns : list of str
+    categorical_columns : dict of str to list
+        For each categorical column fed to the trees, its training-time categories in code order
+        (code ``i`` is ``categories[i]``). Numeric-looking categories are stored as numbers.
+    label_derived_columns : list of str
+        Case columns (identifiers such as a terminal or the customer) whose label-derived counts
+        join the features; empty when cases have no ``ts``.
+    label_derived_windows_days : list of float
+    embedding_dim : int
+        0 when the model uses no embeddings.
+    sequence_length : int or None
+        The encoder's maximum sequence length (for the standalone scorer), when embeddings are used.
+    ts_column : str
+    version : int
+    """
+
+    numeric_columns: list[str] = field(default_factory=list)
+    categorical_columns: dict[str, list[Any]] = field(default_factory=dict)
+    label_derived_columns: list[str] = field(default_factory=list)
+    label_derived_windows_days: list[float] = field(
+        default_factory=lambda: list(DEFAULT_WINDOWS_DAYS)
+    )
+    embedding_dim: int = 0
+    sequence_length: int | None = None
+    ts_column: str = "ts"
+    version: int = SPEC_VERSION
+
+    # -- derived -----------------------------------------------------------------------------
+    @property
+    def label_derived_names(self) -> list[str]:
+        return [
+            f"p_{col}_{w:g}d"
+            for col in self.label_derived_columns
+            for w in self.label_derived_windows_days
+        ]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Column names of :func:`build_matrix`'s output, in order."""
+        return [
+            *self.numeric_columns,
+            *self.categorical_columns,
+            *self.label_derived_names,
+            *(f"emb_{i}" for i in range(self.embedding_dim)),
+        ]
+
+    @property
+    def categorical_indices(self) -> list[int]:
+        """Positions of the categorical columns in the matrix (for LightGBM)."""
+        start = len(self.numeric_columns)
+        return list(range(start, start + len(self.categorical_columns)))
+
+    @property
+    def positive_columns(self) -> list[str]:
+        """Columns of the positives frame that :func:`build_matrix` needs."""
+        if not self.label_derived_columns:
+            return []
+        return [self.ts_column, *self.label_derived_columns]
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """Case columns :func:`build_matrix` reads."""
+        cols = [*self.numeric_columns, *self.categorical_columns, *self.positive_columns]
+        return list(dict.fromkeys(cols))
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Dataset,
+        *,
+        label_derived: bool = True,
+        windows_days: tuple[float, ...] | list[float] = DEFAULT_WINDOWS_DAYS,
+        embedding_dim: int = 0,
+        sequence_length: int | None = None,
+    ) -> FeatureSpec:
+        """The spec of a dataset read by :func:`learning.features.load_dataset`.
+
+        Identifier-like categoricals (many levels) and ``entity_id`` feed the label-derived
+        features instead of the trees; the rest of the categoricals keep their categories.
+        """
+        identifiers = dataset.identifier_columns()
+        categorical = {
+            col: [_json_value(v) for v in dataset.categories[col]]
+            for col in dataset.low_cardinality_categoricals()
+        }
+        has_ts = dataset.ts is not None
+        return cls(
+            numeric_columns=list(dataset.numeric_columns),
+            categorical_columns=categorical,
+            label_derived_columns=list(identifiers) if (label_derived and has_ts) else [],
+            label_derived_windows_days=[float(w) for w in windows_days],
+            embedding_dim=int(embedding_dim),
+            sequence_length=sequence_length,
+        )
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureSpec:
+        data = json.loads(text)
+        version = data.get("version", SPEC_VERSION)
+        if version > SPEC_VERSION:
+            raise ValueError(f"feature spec version {version} is newer than this code's")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureSpec:
+        return cls.from_json(Path(path).read_text())
+
+
+def _json_value(value: Any) -> Any:
+    """A category as a JSON-native value (NumPy scalars become Python numbers)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _category_keys(values: pd.Series | pd.Index | list) -> pd.Index:
+    """Comparable keys: numbers (and booleans) as float64, everything else as str.
+
+    ``1``, ``1.0`` and ``True`` are one category whether a file stored them as int, float or
+    bool, so CSV and Parquet copies of the same cases map to the same codes.
+    """
+    series = pd.Series(values)
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return pd.Index(series.astype(np.float64))
+    numeric = pd.to_numeric(series, errors="coerce")
+    if len(series) and numeric.notna().all():
+        return pd.Index(numeric.astype(np.float64))
+    return pd.Index(series.astype(str).where(series.notna(), None))
+
+
+def encode_categorical(values: pd.Series, categories: list[Any]) -> np.ndarray:
+    """Codes of ``values`` in ``categories`` (shape (n,) int32; -1 for unknown or missing)."""
+    codes = _category_keys(categories).get_indexer(_category_keys(values))
+    codes = np.asarray(codes, dtype=np.int32)
+    codes[pd.isna(values.to_numpy())] = -1
+    return codes
+
+
+def build_matrix(
+    spec: FeatureSpec,
+    cases: pd.DataFrame,
+    *,
+    positives: pd.DataFrame | None = None,
+    embeddings: np.ndarray | None = None,
+) -> np.ndarray:
+    """The model's feature matrix for ``cases``.
+
+    Parameters
+    ----------
+    spec : FeatureSpec
+    cases : DataFrame, shape (n_cases, ...)
+        Raw cases as in a dataset folder's ``cases`` file (categorical values, not codes); must
+        hold every column of ``spec.raw_columns``.
+    positives : DataFrame, shape (n_positives, ...), optional
+        The known positives the model was trained with: ``spec.positive_columns`` (``ts`` and
+        the label-derived columns, raw values). Required when the spec has label-derived
+        features; no positives at all is an empty frame.
+    embeddings : ndarray, shape (n_cases, spec.embedding_dim), optional
+        Rows aligned with ``cases``; required when ``spec.embedding_dim > 0``.
+
+    Returns
+    -------
+    ndarray of float32, shape (n_cases, len(spec.feature_names))
+    """
+    missing = [c for c in spec.raw_columns if c not in cases.columns]
+    if missing:
+        raise ValueError(f"cases lack columns the model needs: {missing}")
+    n = len(cases)
+    X = np.empty((n, len(spec.feature_names)), dtype=np.float32)
+    col = 0
+    for name in spec.numeric_columns:
+        X[:, col] = pd.to_numeric(cases[name], errors="coerce").to_numpy(dtype=np.float32)
+        col += 1
+    for name, categories in spec.categorical_columns.items():
+        X[:, col] = encode_categorical(cases[name], categories)
+        col += 1
+    if spec.label_derived_columns:
+        derived = _label_derived(spec, cases, positives)
+        X[:, col : col + derived.shape[1]] = derived
+        col += derived.shape[1]
+    if spec.embedding_dim:
+        if embeddings is None:
+            raise ValueError("this model uses embeddings: pass embeddings for the cases")
+        embeddings = np.asarray(embeddings)
+        if embeddings.shape != (n, spec.embedding_dim):
+            raise ValueError(
+                f"embeddings have shape {embeddings.shape}, expected {(n, spec.embedding_dim)}"
+            )
+        X[:, col : col + spec.embedding_dim] = embeddings
+        col += spec.embedding_dim
+    assert col == X.shape[1]
+    return X
+
+
+def _label_derived(
+    spec: FeatureSpec, cases: pd.DataFrame, positives: pd.DataFrame | None
+) -> np.ndarray:
+    """Label-derived counts for ``cases`` from ``positives``, shape (n_cases, n_derived)."""
+    if positives is None:
+        raise ValueError("this model has label-derived features: pass the positives frame")
+    cols = spec.positive_columns
+    missing = [c for c in cols if c not in positives.columns]
+    if missing:
+        raise ValueError(f"positives lack columns: {missing}")
+    # Score cases against the positives by stacking both: only the positives' rows count, and a
+    # case never counts itself (the windows end strictly before its own time).
+    stacked = pd.concat(
+        [positives[cols].reset_index(drop=True), cases[cols].reset_index(drop=True)],
+        ignore_index=True,
+    )
+    for c in spec.label_derived_columns:
+        stacked[c] = stacked[c].astype(str).where(stacked[c].notna(), None)
+    stacked[spec.ts_column] = pd.to_datetime(stacked[spec.ts_column])
+    mask = np.zeros(len(stacked), dtype=bool)
+    mask[: len(positives)] = True
+    derived = label_derived_features(
+        stacked,
+        mask,
+        columns=spec.label_derived_columns,
+        windows_days=spec.label_derived_windows_days,
+        ts_column=spec.ts_column,
+    )
+    return derived.to_numpy(dtype=np.float32)[len(positives) :]

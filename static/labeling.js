@@ -1,0 +1,101 @@
+/* Keyboard-first labeling: one key per answer, u undo, ? help; focus stays on the workspace. */
+(function () {
+  "use strict";
+  var KEYS = { c: "btn-confirm", n: "btn-not", s: "btn-skip", u: "btn-undo" };
+
+  function workspace() { return document.getElementById("workspace"); }
+  function help() { return document.getElementById("help"); }
+
+  function isTyping(target) {
+    if (!target) return false;
+    var tag = target.tagName;
+    return tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable ||
+      (tag === "INPUT" && target.type !== "hidden" && target.type !== "submit");
+  }
+
+  function busy() {
+    // htmx marks the element whose request is in flight; one answer at a time.
+    return document.querySelector(".htmx-request") !== null;
+  }
+
+  function focusWorkspace() {
+    var ws = workspace();
+    if (ws) { ws.focus({ preventScroll: true }); return; }
+    var start = document.getElementById("start-labeling");
+    if (start && !start.disabled) start.focus();
+  }
+
+  function toggleHelp() {
+    var dialog = help();
+    if (!dialog) return;
+    if (dialog.open) { dialog.close(); focusWorkspace(); } else { dialog.showModal(); }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (isTyping(event.target)) {
+      if (event.key === "Escape") { event.target.blur(); focusWorkspace(); }
+      return;
+    }
+    if (event.key === "?") { event.preventDefault(); toggleHelp(); return; }
+    if (help() && help().open) return;
+    if (busy()) { event.preventDefault(); return; }
+    var id = KEYS[event.key];
+    if (id) {
+      var button = document.getElementById(id);
+      if (button && !button.disabled) { event.preventDefault(); button.click(); }
+      return;
+    }
+    if (event.key === "p" || event.key === "m") {
+      var field = document.getElementById(event.key === "p" ? "pattern" : "comment");
+      if (field) { event.preventDefault(); field.focus(); }
+      return;
+    }
+    if (event.key === "Enter" && event.target === document.body) {
+      var start = document.getElementById("start-labeling");
+      if (start && !start.disabled) { event.preventDefault(); start.click(); }
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", focusWorkspace);
+  document.addEventListener("htmx:afterSwap", function () {
+    window.scrollTo(0, 0);
+    focusWorkspace();
+    var ws = workspace();
+    if (ws && ws.dataset.caseId) document.title = "Case " + ws.dataset.caseId + " · " + ws.dataset.dataset;
+  });
+  // A refused answer (409) carries its message: show it instead of dropping it.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status === 409) { event.detail.shouldSwap = true; event.detail.isError = false; }
+  });
+  // Any other refusal or failure: say so in place, never fail silently.
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 409) return;
+    var ws = workspace();
+    if (!ws) return;
+    var box = document.getElementById("request-error") || document.createElement("div");
+    box.id = "request-error";
+    box.className = "flash error";
+    box.setAttribute("role", "alert");
+    box.textContent = status === 403
+      ? "Refused (403): this case is not in your queue any more, or your session ended. Reload the page."
+      : "The server could not process that (" + status + "). Nothing was stored; try again.";
+    ws.insertBefore(box, ws.children[1] || null);
+    focusWorkspace();
+  });
+  document.addEventListener("htmx:sendError", function () {
+    var ws = workspace();
+    if (ws && !document.getElementById("request-error")) {
+      var box = document.createElement("div");
+      box.id = "request-error";
+      box.className = "flash error";
+      box.textContent = "The server cannot be reached. Nothing was stored; try again.";
+      ws.insertBefore(box, ws.children[1] || null);
+    }
+  });
+  // The help dialog closes with Esc by itself; give the focus back when it does.
+  document.addEventListener("close", function (event) {
+    if (event.target === help()) focusWorkspace();
+  }, true);
+})();

@@ -1,0 +1,118 @@
+"""FeatureSpec and build_matrix: one raw input, one matrix, inside and outside the app."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from learning.features import load_dataset
+from learning.featurespec import FeatureSpec, build_matrix
+
+
+def _cases(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 30 * 86400, n)), "s")
+    return pd.DataFrame(
+        {
+            "case_id": [f"c{i}" for i in range(n)],
+            "entity_id": [f"e{i % 40}" for i in range(n)],
+            "ts": ts,
+            "terminal_id": [f"t{v}" for v in rng.integers(0, 5000, n)],
+            "channel": rng.choice(["web", "pos", "atm"], n),
+            "hour": rng.integers(0, 24, n),
+            "amount": rng.gamma(2.0, 30.0, n).round(2),
+            "seed_positive": (rng.random(n) < 0.1).astype(int),
+        }
+    )
+
+
+def _write(folder, cases: pd.DataFrame, *, csv: bool = False):
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = {"cases": {"numeric": ["amount"], "categorical": ["terminal_id", "channel", "hour"]}}
+    (folder / "schema.json").write_text(json.dumps(schema))
+    if csv:
+        cases.to_csv(folder / "cases.csv", index=False)
+    else:
+        cases.to_parquet(folder / "cases.parquet", index=False)
+    return folder
+
+
+def test_spec_from_dataset_splits_identifiers_from_tree_categoricals(tmp_path):
+    ds = load_dataset(_write(tmp_path / "d", _cases()))
+    spec = FeatureSpec.from_dataset(ds)
+    assert spec.numeric_columns == ["amount"]
+    assert set(spec.categorical_columns) == {"channel", "hour"}
+    # ~380 terminals exceed the categorical limit: they feed label-derived counts instead.
+    assert spec.label_derived_columns == ["terminal_id", "entity_id"]
+    assert spec.feature_names[:3] == ["amount", "channel", "hour"]
+    assert "p_terminal_id_7d" in spec.feature_names
+    assert spec.categorical_indices == [1, 2]
+
+
+def test_json_round_trip_keeps_the_spec(tmp_path):
+    spec = FeatureSpec.from_dataset(load_dataset(_write(tmp_path / "d", _cases())))
+    spec.embedding_dim, spec.sequence_length = 8, 64
+    again = FeatureSpec.from_json(spec.to_json())
+    assert again == spec
+    assert again.feature_names == spec.feature_names
+
+
+def test_matrix_codes_match_load_dataset_and_csv_equals_parquet(tmp_path):
+    cases = _cases()
+    ds = load_dataset(_write(tmp_path / "d", cases))
+    spec = FeatureSpec.from_dataset(ds)
+    positives = cases.loc[cases.seed_positive == 1, spec.positive_columns]
+    X = build_matrix(spec, cases, positives=positives)
+    assert X.dtype == np.float32 and X.shape == (len(cases), len(spec.feature_names))
+    # Categorical codes are load_dataset's codes.
+    for name in spec.categorical_columns:
+        j = spec.feature_names.index(name)
+        np.testing.assert_array_equal(X[:, j], ds.cases[name].to_numpy())
+    # The same cases read back from CSV (ints, strings, timestamps re-parsed) give the same matrix.
+    csv_cases = pd.read_csv(_write(tmp_path / "csv", cases, csv=True) / "cases.csv")
+    X_csv = build_matrix(spec, csv_cases, positives=positives)
+    np.testing.assert_array_equal(X, X_csv)
+
+
+def test_label_derived_counts_only_earlier_positives_of_the_same_value():
+    spec = FeatureSpec(
+        numeric_columns=["amount"],
+        label_derived_columns=["terminal_id"],
+        label_derived_windows_days=[1.0, 7.0],
+    )
+    t0 = pd.Timestamp("2024-03-01")
+    cases = pd.DataFrame(
+        {
+            "amount": [1.0, 2.0, 3.0, 4.0],
+            "terminal_id": ["a", "a", "a", "b"],
+            "ts": [t0, t0 + pd.Timedelta("2h"), t0 + pd.Timedelta("3D"), t0 + pd.Timedelta("3D")],
+        }
+    )
+    positives = cases.iloc[[0]][["ts", "terminal_id"]]  # one known positive: case 0 on "a"
+    X = build_matrix(spec, cases, positives=positives)
+    one_day, seven_days = X[:, 1], X[:, 2]
+    np.testing.assert_array_equal(one_day, [0, 1, 0, 0])  # case 0 never counts itself
+    np.testing.assert_array_equal(seven_days, [0, 1, 1, 0])  # terminal "b" has none
+
+
+def test_unknown_categories_become_minus_one_and_embeddings_are_appended():
+    spec = FeatureSpec(categorical_columns={"channel": ["atm", "pos"]}, embedding_dim=2)
+    cases = pd.DataFrame({"channel": ["pos", "web", None]})
+    emb = np.arange(6, dtype=np.float32).reshape(3, 2)
+    X = build_matrix(spec, cases, embeddings=emb)
+    np.testing.assert_array_equal(X[:, 0], [1, -1, -1])
+    np.testing.assert_array_equal(X[:, 1:], emb)
+    with pytest.raises(ValueError, match="embeddings"):
+        build_matrix(spec, cases)
+
+
+def test_missing_inputs_are_refused():
+    spec = FeatureSpec(numeric_columns=["amount"], label_derived_columns=["terminal_id"])
+    cases = pd.DataFrame({"amount": [1.0], "terminal_id": ["a"], "ts": [pd.Timestamp("2024")]})
+    with pytest.raises(ValueError, match="positives"):
+        build_matrix(spec, cases)
+    with pytest.raises(ValueError, match="lack columns"):
+        build_matrix(spec, cases.drop(columns=["amount"]), positives=cases.iloc[:0])

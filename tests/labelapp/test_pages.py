@@ -153,3 +153,13 @@ def test_setup_demo_is_safe_to_rerun(folders):
         authenticate(username="expert", password="expert"),
     )
     assert is_admin(admin) and is_expert(expert) and not is_admin(expert)
+
+
+@pytest.mark.django_db
+def test_setup_demo_imports_a_given_folder_under_its_name(folders):
+    from django.core.management import call_command
+
+    folder = make_dataset_dir(folders, n_cases=200, name="my_cards")
+    call_command("setup_demo", data=folder)
+    call_command("setup_demo", data=folder)  # already there: nothing to do
+    assert list(Dataset.objects.values_list("name", "n_cases")) == [("my-cards", 200)]

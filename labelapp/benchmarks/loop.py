@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -106,6 +107,8 @@ def main(out_dir: Path, quick: bool) -> dict:
     url = reverse("dataset-detail", args=[dataset.name])
     client = _client(url)
 
+    # A terminated benchmark still stops the worker it started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     celery_app.conf.task_default_queue = queue
     worker = _start_worker(queue)

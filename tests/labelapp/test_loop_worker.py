@@ -42,10 +42,20 @@ WORKER_ENV = {
 }
 
 
+@pytest.fixture(autouse=True)
+def artifacts_dir(tmp_path, settings):
+    """Snapshots and models of these tests, apart from the ones of the dev database."""
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings.ARTIFACTS_DIR
+
+
 def _worker(queue: str, pool: str = "solo") -> subprocess.Popen:
+    from django.conf import settings
+
     from labelapp.tasks.system import ping
 
-    proc = start_worker(queue, pool=pool, extra_env=WORKER_ENV)
+    env = {**WORKER_ENV, "ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR)}
+    proc = start_worker(queue, pool=pool, extra_env=env)
     ping.apply_async(args=[1], queue=queue).get(timeout=90)
     return proc
 
@@ -59,7 +69,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def loop_worker(transactional_db, celery_queue) -> Iterator[subprocess.Popen]:
+def loop_worker(transactional_db, celery_queue, artifacts_dir) -> Iterator[subprocess.Popen]:
     proc = _worker(celery_queue)
     yield proc
     _stop(proc)

@@ -146,6 +146,7 @@ def _ensure_batch(dataset, *, size: int):
             for i, (pk, score) in enumerate(cases)
         )
         Case.objects.filter(pk__in=[pk for pk, _ in cases]).update(pool_state=PoolState.SHOWN)
+    dataset.__dict__.pop("_current_batch_iteration", None)  # it has a batch now
     return iteration
 
 

@@ -37,13 +37,18 @@ MAX_SECONDS_PER_CASE = 3600
 
 
 def server_timing(view):
-    """Report the view's own time (auth included) in a ``Server-Timing`` header (benchmarks)."""
+    """Report the view's own wall and CPU time (auth included) in a ``Server-Timing`` header.
+
+    The CPU time (this thread's) does not count waiting for the database or for a busy CPU.
+    """
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.thread_time()
         response = view(request, *args, **kwargs)
-        response["Server-Timing"] = f"app;dur={(time.perf_counter() - start) * 1000:.1f}"
+        wall = (time.perf_counter() - start) * 1000
+        cpu = (time.thread_time() - cpu_start) * 1000
+        response["Server-Timing"] = f"app;dur={wall:.1f}, cpu;dur={cpu:.1f}"
         return response
 
     return wrapper

@@ -6,7 +6,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from labelapp.views import datasets
+from labelapp.views import datasets, imports
+from labelapp.views import iterations as iteration_views
+from labelapp.views import models as model_views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dataset-list", permanent=False)),
@@ -14,6 +16,10 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("datasets/", datasets.dataset_list_view, name="dataset-list"),
+    path("datasets/import/", include(imports.urlpatterns)),
     path("datasets/<slug:name>/", datasets.dataset_detail_view, name="dataset-detail"),
+    path("", include(iteration_views.urlpatterns)),
+    path("", include(model_views.urlpatterns)),
     path("", include("labelapp.views.labeling_urls")),
+    path("api/", include("labelapp.api.urls")),
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from django.db import connection
+from psycopg.copy import QueuedLibpqWriter
 
 from labelapp.importing.validation import (
     CASE_ID,
@@ -155,93 +158,104 @@ def features_json(table: pa.Table, columns: list[str]) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def _copy(table_name: str, rows: pa.Table, force_not_null: list[str]) -> None:
-    """``COPY table FROM STDIN`` of an Arrow table, written as CSV by Arrow's C++ writer."""
-    buffer = io.BytesIO()
-    pcsv.write_csv(rows, buffer, pcsv.WriteOptions(include_header=False))
+@contextmanager
+def _copy_stream(table_name: str, columns: list[str], force_not_null: list[str]):
+    """One ``COPY table FROM STDIN`` for a whole file; yields ``send(arrow_table)``.
+
+    Chunks are written as CSV by Arrow's C++ writer and handed to a sender thread
+    (``QueuedLibpqWriter``), so PostgreSQL parses chunk k while Python prepares chunk k+1.
+    """
     qn = connection.ops.quote_name
     sql = (
-        f"COPY {qn(table_name)} ({', '.join(qn(c) for c in rows.column_names)}) FROM STDIN "
+        f"COPY {qn(table_name)} ({', '.join(qn(c) for c in columns)}) FROM STDIN "
         f"(FORMAT csv, FORCE_NOT_NULL ({', '.join(qn(c) for c in force_not_null)}))"
     )
-    with connection.cursor() as cursor, cursor.copy(sql) as copy:
-        copy.write(buffer.getbuffer())
+    options = pcsv.WriteOptions(include_header=False)
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        with raw.copy(sql, writer=QueuedLibpqWriter(raw)) as copy:
+
+            def send(rows: pa.Table) -> None:
+                buffer = io.BytesIO()
+                pcsv.write_csv(rows.select(columns), buffer, options)
+                copy.write(buffer.getvalue())
+
+            yield send
 
 
-def insert_cases(dataset_id: int, table: pa.Table, feature_columns: list[str]) -> None:
-    """Insert a typed chunk of cases: ``COPY`` on PostgreSQL, ``bulk_create`` elsewhere."""
-    features = features_json(table, feature_columns)
-    seed = pc.equal(table[SEED], 1)
-    pool = pc.if_else(seed, PoolState.POSITIVE.value, PoolState.UNLABELED.value)
+CASE_COLUMNS = [
+    "dataset_id",
+    "row",
+    "case_id",
+    "entity_id",
+    "ts",
+    "seed_positive",
+    "pool_state",
+    "features",
+]
+EVENT_COLUMNS = ["dataset_id", "entity_id", "ts", "fields"]
+
+
+def _case_rows(dataset_id: int, table: pa.Table, feature_columns: list[str]) -> pa.Table:
+    """The cases table's columns for a typed chunk: pool state P for seed positives, else U."""
     n = table.num_rows
-    ts = table[TS] if TS in table.column_names else pa.nulls(n, pa.timestamp("ns"))
-    if connection.vendor == "postgresql":
-        rows = pa.table(
-            {
-                "dataset_id": pa.array(np.full(n, dataset_id, dtype=np.int64)),
-                "row": table[ROW],
-                "case_id": table[CASE_ID],
-                "entity_id": table[ENTITY_ID],
-                "ts": ts,
-                "seed_positive": pc.cast(seed, pa.int8()),
-                "pool_state": pool,
-                "features": features,
-            }
-        )
-        _copy(Case._meta.db_table, rows, ["case_id", "entity_id"])
-        return
-    Case.objects.bulk_create(
-        [
-            Case(
-                dataset_id=dataset_id,
-                row=r,
-                case_id=c,
-                entity_id=e,
-                ts=_aware(t),
-                seed_positive=s,
-                pool_state=p,
-                features=json.loads(f),
-            )
-            for r, c, e, t, s, p, f in zip(
-                table[ROW].to_pylist(),
-                table[CASE_ID].to_pylist(),
-                table[ENTITY_ID].to_pylist(),
-                ts.to_pylist(),
-                seed.to_pylist(),
-                pool.to_pylist(),
-                features.to_pylist(),
-                strict=True,
-            )
-        ],
-        batch_size=SQLITE_BATCH,
+    seed = pc.equal(table[SEED], 1)
+    return pa.table(
+        {
+            "dataset_id": pa.array(np.full(n, dataset_id, dtype=np.int64)),
+            "row": table[ROW],
+            "case_id": table[CASE_ID],
+            "entity_id": table[ENTITY_ID],
+            "ts": table[TS] if TS in table.column_names else pa.nulls(n, pa.timestamp("ns")),
+            "seed_positive": seed,
+            "pool_state": pc.if_else(seed, PoolState.POSITIVE.value, PoolState.UNLABELED.value),
+            "features": features_json(table, feature_columns),
+        }
     )
 
 
-def insert_events(dataset_id: int, table: pa.Table, field_columns: list[str]) -> None:
-    fields = features_json(table, field_columns)
-    if connection.vendor == "postgresql":
-        rows = pa.table(
-            {
-                "dataset_id": pa.array(np.full(table.num_rows, dataset_id, dtype=np.int64)),
-                "entity_id": table[ENTITY_ID],
-                "ts": table[TS],
-                "fields": fields,
-            }
-        )
-        _copy(Event._meta.db_table, rows, ["entity_id"])
-        return
-    Event.objects.bulk_create(
-        [
-            Event(dataset_id=dataset_id, entity_id=e, ts=_aware(t), fields=json.loads(f))
-            for e, t, f in zip(
-                table[ENTITY_ID].to_pylist(),
-                table[TS].to_pylist(),
-                fields.to_pylist(),
-                strict=True,
-            )
-        ],
-        batch_size=SQLITE_BATCH,
+def _event_rows(dataset_id: int, table: pa.Table, field_columns: list[str]) -> pa.Table:
+    return pa.table(
+        {
+            "dataset_id": pa.array(np.full(table.num_rows, dataset_id, dtype=np.int64)),
+            "entity_id": table[ENTITY_ID],
+            "ts": table[TS],
+            "fields": features_json(table, field_columns),
+        }
     )
+
+
+def _bulk_create(model, rows: pa.Table, json_column: str) -> None:
+    """Portable path (SQLite): ORM objects in batches."""
+    objects = []
+    for row in rows.to_pylist():
+        row[json_column] = json.loads(row[json_column])
+        row["ts"] = _aware(row["ts"])
+        objects.append(model(**row))
+    model.objects.bulk_create(objects, batch_size=SQLITE_BATCH)
+
+
+@contextmanager
+def case_inserter(dataset_id: int, feature_columns: list[str]) -> Iterator[Callable]:
+    """Yields ``insert(typed_case_table)``: ``COPY`` on PostgreSQL, ``bulk_create`` elsewhere."""
+    if connection.vendor == "postgresql":
+        with _copy_stream(Case._meta.db_table, CASE_COLUMNS, ["case_id", "entity_id"]) as send:
+            yield lambda table: send(_case_rows(dataset_id, table, feature_columns))
+    else:
+        yield lambda table: _bulk_create(
+            Case, _case_rows(dataset_id, table, feature_columns), "features"
+        )
+
+
+@contextmanager
+def event_inserter(dataset_id: int, field_columns: list[str]) -> Iterator[Callable]:
+    if connection.vendor == "postgresql":
+        with _copy_stream(Event._meta.db_table, EVENT_COLUMNS, ["entity_id"]) as send:
+            yield lambda table: send(_event_rows(dataset_id, table, field_columns))
+    else:
+        yield lambda table: _bulk_create(
+            Event, _event_rows(dataset_id, table, field_columns), "fields"
+        )
 
 
 def _aware(value):

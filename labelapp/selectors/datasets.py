@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Count, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
-from labelapp.models import Dataset, PoolState
+from labelapp.models import Case, Dataset, PoolState
 
 
 def dataset_snapshot_dir(name: str) -> Path:
@@ -20,13 +21,39 @@ def dataset_snapshot_dir(name: str) -> Path:
 
 
 def snapshot_dir_for(dataset: Dataset) -> Path:
+    """``Dataset.snapshot_dir`` (relative to ``ARTIFACTS_DIR`` unless absolute), or the default
+    ``<ARTIFACTS_DIR>/datasets/<id>``."""
+    artifacts = Path(settings.ARTIFACTS_DIR)
     if dataset.snapshot_dir:
-        return Path(dataset.snapshot_dir)
-    return Path(settings.ARTIFACTS_DIR) / "datasets" / str(dataset.pk)
+        folder = Path(dataset.snapshot_dir)
+        return folder if folder.is_absolute() else artifacts / folder
+    return artifacts / "datasets" / str(dataset.pk)
+
+
+# Cases an expert has answered (confirmed or not); skipped ones are not labeled.
+LABELED_STATES = (PoolState.CONFIRMED, PoolState.NOT_CONFIRMED)
+
+
+def _labeled_count() -> Subquery:
+    """Per dataset, by the (dataset, pool_state) index: no scan of millions of cases."""
+    labeled = (
+        Case.objects.filter(dataset=OuterRef("pk"), pool_state__in=LABELED_STATES)
+        .order_by()
+        .values("dataset")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(labeled, output_field=IntegerField()), 0)
 
 
 def dataset_list() -> QuerySet[Dataset]:
-    return Dataset.objects.order_by("name")
+    """Datasets by name, each with ``n_labeled``."""
+    return Dataset.objects.order_by("name").annotate(n_labeled=_labeled_count())
+
+
+def dataset_detail(name: str) -> Dataset:
+    """One dataset with ``n_labeled``; raises ``Dataset.DoesNotExist``."""
+    return dataset_list().get(name=name)
 
 
 def dataset_pool_counts(dataset: Dataset) -> dict[str, int]:

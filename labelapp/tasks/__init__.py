@@ -1,3 +1,5 @@
 """Celery tasks: thin wrappers that take ids and call a service. One module per area."""
 
+from labelapp.tasks.imports import dataset_import_upload  # noqa: F401
+from labelapp.tasks.iterations import iteration_run, iteration_score_chunk  # noqa: F401
 from labelapp.tasks.system import ping  # noqa: F401

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from labelapp.models import Dataset
 from labelapp.roles import expert_required
-from labelapp.selectors.datasets import dataset_list, dataset_pool_counts
+from labelapp.selectors.datasets import dataset_detail, dataset_list, dataset_pool_counts
 
 
 @expert_required
@@ -17,9 +17,16 @@ def dataset_list_view(request: HttpRequest) -> HttpResponse:
 
 @expert_required
 def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:
-    dataset = get_object_or_404(Dataset, name=name)
+    try:
+        dataset = dataset_detail(name)
+    except Dataset.DoesNotExist as exc:
+        raise Http404("no such dataset") from exc
     return render(
         request,
         "labelapp/dataset_detail.html",
-        {"dataset": dataset, "pool_counts": dataset_pool_counts(dataset)},
+        {
+            "dataset": dataset,
+            "pool_counts": dataset_pool_counts(dataset),
+            "report": dataset.import_report or {},
+        },
     )

@@ -1,0 +1,337 @@
+"""Iterations of the loop: launch (validated parameters), cancel, retry, and failure bookkeeping.
+
+An iteration runs ``prepare -> embed -> train -> score -> select -> finalize`` in a Celery worker
+(:mod:`labelapp.services.pipeline`). This module holds the writes around it: the database's
+one-active-iteration constraint turns a second launch into :class:`IterationAlreadyActive`, a run
+whose worker died (heartbeat gone stale) becomes ``failed``, and a retry is a new attempt.
+"""
+
+from __future__ import annotations
+
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from labelapp.models import Dataset, Iteration
+from labelapp.services.audit import audit_event_create
+
+
+class IterationAlreadyActive(Exception):
+    """The dataset already has a queued or running iteration."""
+
+    def __init__(self, active: Iteration | None):
+        self.active = active
+        which = f" (#{active.number}, {active.status})" if active else ""
+        super().__init__(
+            f"An iteration is already queued or running on this dataset{which}. "
+            "Wait for it to finish or cancel it before launching another."
+        )
+
+
+class IterationParamsError(ValueError):
+    """Launch parameters out of range; ``errors`` maps each bad parameter to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One launch parameter: its type, default, bounds and help text (form, command, service)."""
+
+    name: str
+    kind: type
+    default: Any
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+PARAM_SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("batch_size", int, 50, "Cases in the experts' batch.", 1, 5000),
+    ParamSpec("n_clusters", int, 5, "K-Means clusters the batch is spread over.", 1, 200),
+    ParamSpec(
+        "pool_size",
+        int,
+        500,
+        "Most uncertain candidates clustered (M, at least the batch).",
+        1,
+        1_000_000,
+    ),
+    ParamSpec(
+        "top_score_share",
+        float,
+        0.3,
+        "Share of the batch taken as the highest scores (the rest is uncertain and diverse).",
+        0.0,
+        1.0,
+    ),
+    ParamSpec("spy_fraction", float, 0.15, "Share of P hidden in U as spies.", 0.01, 0.5),
+    ParamSpec(
+        "spy_quantile",
+        float,
+        0.1,
+        "U below this quantile of the spies' scores is negative.",
+        0.001,
+        0.5,
+    ),
+    ParamSpec("em_rounds", int, 2, "EM rounds in each of the two steps.", 1, 10),
+    ParamSpec(
+        "confirmed_weight",
+        float,
+        5.0,
+        "Up-sampling weight of expert-confirmed positives.",
+        1.0,
+        100.0,
+    ),
+    ParamSpec("n_estimators", int, 100, "Trees of the final LightGBM model.", 5, 5000),
+    ParamSpec(
+        "max_unlabeled",
+        int,
+        200_000,
+        "Train each EM round on at most this many U cases.",
+        1000,
+        10_000_000,
+    ),
+    ParamSpec(
+        "label_derived", bool, True, "Label-derived entity features (known positives per id)."
+    ),
+    ParamSpec(
+        "use_embeddings",
+        bool,
+        True,
+        "Behavior-sequence embeddings as features (datasets with events only).",
+    ),
+    ParamSpec(
+        "encoder_minutes",
+        float,
+        5.0,
+        "Pretraining budget when no encoder exists yet.",
+        0.05,
+        240.0,
+    ),
+    ParamSpec("random_state", int, 0, "Seed of spies, sampling and clustering.", 0, 2**31 - 1),
+)
+PARAMS_BY_NAME = {spec.name: spec for spec in PARAM_SPECS}
+
+HEARTBEAT_INTERVAL_S = float(getattr(settings, "ITERATION_HEARTBEAT_INTERVAL_S", 2.0))
+HEARTBEAT_STALE_S = float(getattr(settings, "ITERATION_HEARTBEAT_STALE_S", 30.0))
+
+
+def default_params(dataset: Dataset | None = None) -> dict[str, Any]:
+    params = {spec.name: spec.default for spec in PARAM_SPECS}
+    if dataset is not None and not dataset.n_events:
+        params["use_embeddings"] = False
+    return params
+
+
+def _coerce(spec: ParamSpec, value: Any) -> Any:
+    if spec.kind is bool:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError("expected true or false")
+            return lowered in {"1", "true", "yes", "on"}
+        return bool(value)
+    if spec.kind is int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected a whole number")
+        return int(value)
+    return float(value)
+
+
+def iteration_params_clean(raw: dict[str, Any], *, dataset: Dataset | None = None) -> dict:
+    """Defaults filled in, types coerced, bounds and cross-field rules checked.
+
+    Raises
+    ------
+    IterationParamsError
+        With one message per bad parameter.
+    """
+    unknown = sorted(set(raw) - set(PARAMS_BY_NAME))
+    errors: dict[str, str] = {name: "unknown parameter" for name in unknown}
+    params = default_params(dataset)
+    for name, value in raw.items():
+        spec = PARAMS_BY_NAME.get(name)
+        if spec is None or value is None or value == "":
+            continue
+        try:
+            value = _coerce(spec, value)
+        except (TypeError, ValueError) as exc:
+            errors[name] = (
+                str(exc) if "expected" in str(exc) else f"not a valid {spec.kind.__name__}"
+            )
+            continue
+        if spec.minimum is not None and value < spec.minimum:
+            errors[name] = f"must be at least {spec.minimum:g}"
+        elif spec.maximum is not None and value > spec.maximum:
+            errors[name] = f"must be at most {spec.maximum:g}"
+        else:
+            params[name] = value
+    if not errors:
+        if params["n_clusters"] > params["batch_size"]:
+            errors["n_clusters"] = "cannot exceed the batch size"
+        if params["pool_size"] < params["batch_size"]:
+            errors["pool_size"] = "must be at least the batch size"
+        if params["use_embeddings"] and dataset is not None and not dataset.n_events:
+            errors["use_embeddings"] = "this dataset has no events to embed"
+    if errors:
+        raise IterationParamsError(errors)
+    return params
+
+
+def active_iteration(dataset: Dataset) -> Iteration | None:
+    return dataset.iterations.filter(status__in=Iteration.ACTIVE_STATUSES).first()
+
+
+def iteration_launch(
+    *,
+    dataset: Dataset,
+    user: Any = None,
+    params: dict[str, Any] | None = None,
+    retry_of: Iteration | None = None,
+    via: str = "page",
+) -> Iteration:
+    """Create a queued iteration and enqueue its run once the transaction commits.
+
+    Raises
+    ------
+    IterationParamsError
+        Bad parameters.
+    IterationAlreadyActive
+        Another iteration of the dataset is queued or running (the database's constraint).
+    """
+    if dataset.status != Dataset.Status.READY:
+        raise IterationParamsError({"dataset": f"dataset is {dataset.status}, not ready"})
+    clean = iteration_params_clean(params or {}, dataset=dataset)
+    iteration_reap_stale(dataset=dataset)
+    task_id = str(uuid.uuid4())
+    try:
+        with transaction.atomic():
+            number = (dataset.iterations.aggregate(n=Max("number"))["n"] or 0) + 1
+            iteration = Iteration.objects.create(
+                dataset=dataset,
+                number=number,
+                params=clean,
+                launched_by=user if getattr(user, "is_authenticated", False) else None,
+                retry_of=retry_of,
+                task_id=task_id,
+                log=_log_line(f"queued by {getattr(user, 'username', 'the shell')}"),
+            )
+            audit_event_create(
+                actor=user,
+                verb="iteration.retry" if retry_of else "iteration.launch",
+                dataset=dataset,
+                target=iteration,
+                data={"number": number, "params": clean, "retry_of": getattr(retry_of, "pk", None)},
+                via=via,
+            )
+            transaction.on_commit(lambda: _enqueue(iteration.pk, task_id))
+    except IntegrityError as exc:
+        active = active_iteration(dataset)
+        if active is None and "one_active_iteration" not in str(exc):
+            raise
+        raise IterationAlreadyActive(active) from exc
+    return iteration
+
+
+def _enqueue(iteration_id: int, task_id: str) -> None:
+    from labelapp.tasks.iterations import iteration_run
+
+    iteration_run.apply_async(args=[iteration_id], task_id=task_id)
+
+
+def iteration_retry(*, iteration: Iteration, user: Any = None, via: str = "page") -> Iteration:
+    """A new attempt with the same parameters (only for failed or cancelled iterations)."""
+    if iteration.status not in (Iteration.Status.FAILED, Iteration.Status.CANCELLED):
+        raise IterationParamsError(
+            {"status": "only a failed or cancelled iteration can be retried"}
+        )
+    return iteration_launch(
+        dataset=iteration.dataset, user=user, params=iteration.params, retry_of=iteration, via=via
+    )
+
+
+def iteration_cancel(*, iteration: Iteration, user: Any = None, via: str = "page") -> bool:
+    """Cancel a queued or running iteration; the worker stops at its next progress report.
+
+    Returns whether the iteration was still active (False: it had already ended).
+    """
+    changed = Iteration.objects.filter(
+        pk=iteration.pk, status__in=Iteration.ACTIVE_STATUSES
+    ).update(
+        status=Iteration.Status.CANCELLED,
+        finished_at=timezone.now(),
+        log=Concat("log", _value(_log_line(f"cancelled by {getattr(user, 'username', '?')}"))),
+    )
+    if changed:
+        audit_event_create(
+            actor=user,
+            verb="iteration.cancel",
+            dataset=iteration.dataset,
+            target=iteration,
+            via=via,
+        )
+    iteration.refresh_from_db()
+    return bool(changed)
+
+
+def iteration_fail(
+    *, iteration_id: int, error: str, exc: BaseException | None = None, from_status: str = "running"
+) -> bool:
+    """Mark an active iteration failed with its error (and traceback in the log)."""
+    lines = [f"FAILED: {error}"]
+    if exc is not None:
+        lines.append("".join(traceback.format_exception(exc)).rstrip())
+    changed = Iteration.objects.filter(pk=iteration_id, status=from_status).update(
+        status=Iteration.Status.FAILED,
+        error=error[:5000],
+        finished_at=timezone.now(),
+        log=Concat("log", _value(_log_line("\n".join(lines)))),
+    )
+    return bool(changed)
+
+
+def iteration_reap_stale(
+    *, dataset: Dataset | None = None, stale_after_s: float | None = None
+) -> int:
+    """Fail running iterations whose worker stopped beating (killed, lost, out of memory).
+
+    Returns how many were marked failed. The previous model version stays current: a model only
+    becomes current in the run's last transaction.
+    """
+    stale_after_s = HEARTBEAT_STALE_S if stale_after_s is None else stale_after_s
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
+    stale = Iteration.objects.filter(status=Iteration.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    )
+    if dataset is not None:
+        stale = stale.filter(dataset=dataset)
+    n = 0
+    for iteration in stale:
+        last = iteration.heartbeat_at or iteration.started_at
+        n += iteration_fail(
+            iteration_id=iteration.pk,
+            error=f"worker lost: no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC "
+            f"(during stage {iteration.stage or '?'})",
+        )
+    return n
+
+
+def _log_line(text: str) -> str:
+    return f"[{timezone.now():%H:%M:%S}] {text}\n"
+
+
+def _value(text: str):
+    from django.db.models import TextField, Value
+
+    return Value(text, output_field=TextField())

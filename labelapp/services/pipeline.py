@@ -1,0 +1,742 @@
+"""One iteration of the loop, run by a Celery worker: load -> embed -> features -> train -> score ->
+select -> finalize.
+
+Every stage reports its name, done/total and log lines to the ``Iteration`` row (the page polls
+it); a heartbeat thread stamps ``heartbeat_at`` so a killed worker is noticed, and notices a
+cancel. Nothing the experts or the current model depend on changes before ``finalize``: its one
+transaction writes the scores, the batch, the new ``ModelVersion`` and flips
+``Dataset.current_model``, after the version's artifacts were written and renamed into place. A
+failure anywhere before leaves the previous model current and the pool untouched.
+
+Scoring fans out: the model and its inputs are written to the staging folder first, then one
+Celery task per chunk of rows is enqueued; the running task scores chunks itself too, each chunk
+claimed by creating a file exclusively, so one worker alone finishes the job and more workers
+finish it sooner (``ARTIFACTS_DIR`` must be shared between workers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion, PoolState
+from labelapp.selectors.datasets import snapshot_dir_for
+from labelapp.services.audit import audit_event_create
+from labelapp.services.iterations import (
+    HEARTBEAT_INTERVAL_S,
+    HEARTBEAT_STALE_S,
+    _log_line,
+    _value,
+    iteration_fail,
+)
+from labelapp.services.model_versions import (
+    artifacts_publish,
+    case_scores_write,
+    json_write,
+    staging_dir_create,
+    staging_dirs_remove,
+)
+from learning.features import load_dataset
+from learning.featurespec import FeatureSpec, build_matrix
+
+SCORE_CHUNK_ROWS = 250_000
+CLAIM_STALE_S = 600.0  # a helper that claimed a chunk and never wrote it is presumed dead
+PROGRESS_MIN_INTERVAL_S = 0.5
+HISTOGRAM_BINS = 20
+TOP_FEATURES = 15
+
+
+class IterationCancelled(Exception):
+    pass
+
+
+# -- progress and heartbeat ----------------------------------------------------------------------
+class Reporter:
+    """Writes a stage's progress and log lines to the iteration row; beats; notices a cancel."""
+
+    def __init__(self, iteration_id: int):
+        self.iteration_id = iteration_id
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._last_write = 0.0
+        self._thread: threading.Thread | None = None
+        self.stage_name = ""
+        self.stage_t0 = time.monotonic()
+        self.stage_seconds: dict[str, float] = {}
+
+    def _rows(self):
+        return Iteration.objects.filter(pk=self.iteration_id, status=Iteration.Status.RUNNING)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._beat, name="iteration-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _beat(self) -> None:
+        try:
+            while not self._stop.wait(HEARTBEAT_INTERVAL_S):
+                if not self._rows().update(heartbeat_at=timezone.now()):
+                    self.cancelled.set()
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    def check(self) -> None:
+        if self.cancelled.is_set():
+            raise IterationCancelled()
+
+    def stage(self, name: str, total: int = 0, note: str = "") -> None:
+        self.check()
+        now = time.monotonic()
+        if self.stage_name:
+            self.stage_seconds[self.stage_name] = round(now - self.stage_t0, 3)
+        self.stage_name, self.stage_t0 = name, now
+        text = f"stage {name}" + (f": {note}" if note else "")
+        if not self._rows().update(
+            stage=name,
+            progress_done=0,
+            progress_total=total,
+            stage_started_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            log=Concat("log", _value(_log_line(text))),
+        ):
+            self.cancelled.set()
+            raise IterationCancelled()
+
+    def progress(self, done: int, total: int | None = None, *, force: bool = False) -> None:
+        self.check()
+        now = time.monotonic()
+        if not force and now - self._last_write < PROGRESS_MIN_INTERVAL_S:
+            return
+        self._last_write = now
+        fields: dict[str, Any] = {"progress_done": max(int(done), 0)}
+        if total is not None:
+            fields["progress_total"] = max(int(total), 0)
+        self._rows().update(**fields)
+
+    def log(self, text: str) -> None:
+        self._rows().update(log=Concat("log", _value(_log_line(text))))
+
+    def finish_stage(self) -> None:
+        if self.stage_name:
+            self.stage_seconds[self.stage_name] = round(time.monotonic() - self.stage_t0, 3)
+
+
+# -- the run -------------------------------------------------------------------------------------
+@dataclass
+class Run:
+    """What one attempt carries from stage to stage."""
+
+    iteration: Iteration
+    dataset: Dataset
+    params: dict[str, Any]
+    reporter: Reporter
+    snapshot: Path
+    staging: Path | None = None
+    cases: pd.DataFrame | None = None
+    states: np.ndarray | None = None
+    spec: FeatureSpec | None = None
+    embeddings: np.ndarray | None = None
+    embeddings_path: Path | None = None
+    encoder_path: Path | None = None
+    X: np.ndarray | None = None
+    model: Any = None
+    scores: np.ndarray | None = None
+    selection: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    last_label_id: int = 0
+
+
+def iteration_execute(*, iteration_id: int) -> dict[str, Any]:
+    """Claim a queued iteration and run it to the end. Safe to call twice for one iteration."""
+    now = timezone.now()
+    worker = f"{socket.gethostname()} pid {os.getpid()}"
+    claimed = Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.QUEUED).update(
+        status=Iteration.Status.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        stage="load",
+        log=Concat("log", _value(_log_line(f"started on {worker}"))),
+    )
+    if not claimed:
+        return _not_claimed(iteration_id)
+    _lower_priority()
+    iteration = Iteration.objects.select_related("dataset").get(pk=iteration_id)
+    reporter = Reporter(iteration_id)
+    reporter.start()
+    run = Run(
+        iteration=iteration,
+        dataset=iteration.dataset,
+        params=dict(iteration.params),
+        reporter=reporter,
+        snapshot=snapshot_dir_for(iteration.dataset),
+    )
+    try:
+        for stage in (
+            stage_load,
+            stage_embed,
+            stage_features,
+            stage_train,
+            stage_score,
+            stage_select,
+            stage_finalize,
+        ):
+            stage(run)
+        return {"iteration": iteration_id, "status": "done"}
+    except IterationCancelled:
+        _discard(run)
+        return {"iteration": iteration_id, "status": "cancelled"}
+    except Exception as exc:  # a stage that raises fails the iteration, never the worker
+        iteration_fail(iteration_id=iteration_id, error=f"{type(exc).__name__}: {exc}", exc=exc)
+        _discard(run)
+        return {"iteration": iteration_id, "status": "failed", "error": str(exc)}
+    finally:
+        reporter.stop()
+
+
+_niced = False
+
+
+def _lower_priority() -> None:
+    """Once per worker process: yield the CPU to web requests (``LOOP_WORKER_NICE``)."""
+    global _niced
+    increment = int(getattr(settings, "LOOP_WORKER_NICE", 0))
+    if not _niced and increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
+        _niced = True
+
+
+def _discard(run: Run) -> None:
+    staging_dirs_remove(run.dataset, run.iteration.pk)
+
+
+def _not_claimed(iteration_id: int) -> dict[str, Any]:
+    """The task arrived for an iteration that is not queued: finished, cancelled, or running.
+
+    Running means a redelivery (the worker that claimed it was killed, or the broker handed the
+    message out twice): watch its heartbeat; if it does not move, the first worker is gone.
+    """
+    iteration = Iteration.objects.filter(pk=iteration_id).first()
+    if iteration is None:
+        return {"iteration": iteration_id, "status": "missing"}
+    if iteration.status != Iteration.Status.RUNNING:
+        return {"iteration": iteration_id, "status": iteration.status}
+    first_beat = iteration.heartbeat_at
+    while True:
+        iteration.refresh_from_db(fields=["status", "heartbeat_at"])
+        if iteration.status != Iteration.Status.RUNNING:
+            return {"iteration": iteration_id, "status": iteration.status}
+        if iteration.heartbeat_at != first_beat:
+            return {"iteration": iteration_id, "status": "running elsewhere"}
+        last = iteration.heartbeat_at or iteration.started_at or timezone.now()
+        if (timezone.now() - last).total_seconds() > HEARTBEAT_STALE_S:
+            iteration_fail(
+                iteration_id=iteration_id,
+                error="worker lost: the task was redelivered and the worker that ran it "
+                f"stopped beating during stage {iteration.stage or '?'}",
+            )
+            return {"iteration": iteration_id, "status": "failed"}
+        time.sleep(min(1.0, HEARTBEAT_INTERVAL_S))
+
+
+# -- stages ----------------------------------------------------------------------------------------
+def pool_states(dataset: Dataset) -> np.ndarray:
+    """Every case's pool state in row order, shape (n_cases,) str."""
+    table = Case._meta.db_table
+    states = np.full(dataset.n_cases, PoolState.UNLABELED.value, dtype="<U13")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT row, pool_state FROM {table} WHERE dataset_id = %s", [dataset.pk])
+        while chunk := cursor.fetchmany(100_000):
+            rows, values = zip(*chunk, strict=True)
+            states[np.fromiter(rows, dtype=np.int64, count=len(rows))] = values
+    return states
+
+
+def read_snapshot_cases(snapshot: Path, start: int | None = None, stop: int | None = None):
+    """Raw cases of the snapshot in row order (all, or rows ``start <= row < stop``)."""
+    import pyarrow.parquet as pq
+
+    filters = None
+    if start is not None:
+        filters = [("row", ">=", int(start)), ("row", "<", int(stop))]
+    frame = pq.read_table(snapshot / "cases.parquet", filters=filters).to_pandas()
+    if "row" in frame.columns:
+        frame = frame.sort_values("row", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def stage_load(run: Run) -> None:
+    rep = run.reporter
+    rep.stage("load", note=f"snapshot {run.snapshot}")
+    run.cases = read_snapshot_cases(run.snapshot)
+    if len(run.cases) != run.dataset.n_cases:
+        raise ValueError(
+            f"the snapshot has {len(run.cases)} cases, the database {run.dataset.n_cases}"
+        )
+    run.last_label_id = (
+        Label.objects.filter(case__dataset=run.dataset).order_by("-id").values_list("id", flat=True)
+    ).first() or 0
+    run.states = pool_states(run.dataset)
+    counts = pd.Series(run.states).value_counts().to_dict()
+    rep.log(f"{len(run.cases):,} cases; pool {counts}")
+    run.staging = staging_dir_create(run.dataset, run.iteration.pk)
+
+
+def _events_file(snapshot: Path) -> Path | None:
+    for name in ("events.parquet", "events.csv"):
+        if (snapshot / name).exists():
+            return snapshot / name
+    return None
+
+
+def stage_embed(run: Run) -> None:
+    if not run.params.get("use_embeddings") or _events_file(run.snapshot) is None:
+        run.reporter.log("embeddings: off")
+        return
+    import torch
+
+    from encoders import api as encoders_api
+    from encoders import checkpoint
+
+    threads = int(getattr(settings, "LOOP_THREADS", 0))
+    if threads:
+        torch.set_num_threads(threads)
+    rep = run.reporter
+    folder = Path(settings.ARTIFACTS_DIR) / "encoders" / str(run.dataset.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = encoders_api.dataset_fingerprint(run.snapshot)
+    encoder = folder / f"encoder-{key}.pt"
+
+    def progress(done: int, total: int, info: dict | None = None) -> None:
+        rep.progress(done, total)
+
+    if not encoder.exists():
+        minutes = float(run.params.get("encoder_minutes", 5.0))
+        rep.stage("pretrain", note=f"no encoder for this data yet: pretraining for {minutes:g} min")
+        tmp = folder / f".encoder-{key}-{os.getpid()}.pt"
+        encoders_api.pretrain_for_dataset(run.snapshot, tmp, minutes=minutes, progress=progress)
+        tmp.replace(encoder)
+    else:
+        rep.log(f"reusing encoder {encoder.name}")
+    rep.stage("embed", total=run.dataset.n_cases)
+    run.embeddings_path = folder / f"embeddings-{key}.npy"
+    run.embeddings = encoders_api.embed_dataset(
+        encoder, run.snapshot, run.embeddings_path, progress=progress, resume=True
+    )
+    run.encoder_path = encoder
+    config = checkpoint.load_raw(encoder)["config"]
+    run.metrics["encoder"] = {"file": encoder.name, "max_len": config.get("max_len")}
+    rep.log(f"embeddings {run.embeddings.shape} from {encoder.name}")
+
+
+def stage_features(run: Run) -> None:
+    from learning.pool import positive_mask
+
+    rep = run.reporter
+    rep.stage("features")
+    dataset = load_dataset(run.snapshot)
+    emb_dim = 0 if run.embeddings is None else int(run.embeddings.shape[1])
+    max_len = (run.metrics.get("encoder") or {}).get("max_len")
+    run.spec = FeatureSpec.from_dataset(
+        dataset,
+        label_derived=bool(run.params.get("label_derived", True)),
+        embedding_dim=emb_dim,
+        sequence_length=max_len,
+    )
+    del dataset
+    positives = run.cases.loc[positive_mask(run.states), run.spec.positive_columns]
+    run.X = build_matrix(run.spec, run.cases, positives=positives, embeddings=run.embeddings)
+    staging = run.staging
+    positives.reset_index(drop=True).to_parquet(staging / "positives.parquet", index=False)
+    run.spec.save(staging / "feature_spec.json")
+    json_write(
+        staging / "inputs.json",
+        {
+            "snapshot": str(run.snapshot),
+            "embeddings": str(run.embeddings_path) if run.embeddings_path else None,
+        },
+    )
+    if run.encoder_path is not None:
+        shutil.copyfile(run.encoder_path, staging / "encoder.pt")
+    rep.log(
+        f"feature matrix {run.X.shape}: {', '.join(run.spec.feature_names[:12])}"
+        + (" ..." if len(run.spec.feature_names) > 12 else "")
+    )
+
+
+def stage_train(run: Run) -> None:
+    from learning.pool import training_targets
+    from learning.pu import TwoStepPU
+
+    p = run.params
+    rep = run.reporter
+    s, weight = training_targets(run.states, confirmed_weight=float(p["confirmed_weight"]))
+    if s.sum() < 2:
+        raise ValueError(f"need at least 2 positives (seeds or confirmed) to train, have {s.sum()}")
+    rep.stage("train", note=f"{int(s.sum()):,} positives, {int((s == 0).sum()):,} unlabeled")
+    model = TwoStepPU(
+        spy_fraction=float(p["spy_fraction"]),
+        spy_quantile=float(p["spy_quantile"]),
+        em_rounds_step1=int(p["em_rounds"]),
+        em_rounds_step2=int(p["em_rounds"]),
+        n_estimators=int(p["n_estimators"]),
+        n_estimators_em=max(10, int(p["n_estimators"]) // 2),
+        max_unlabeled=int(p["max_unlabeled"]),
+        categorical_features=run.spec.categorical_indices or None,
+        n_jobs=int(getattr(settings, "LOOP_THREADS", 0)) or None,
+        random_state=int(p["random_state"]),
+    )
+    model.fit(run.X, s, sample_weight=weight)
+    run.model = model
+    for h in getattr(model, "history_", []):
+        rep.log(
+            "  step {step} round {round}: {n_train:,} cases, U target mean {t:.4f}, "
+            "{seconds:.1f}s".format(
+                t=h.get("target_mean_unlabeled", float("nan")),
+                **{k: h.get(k, 0) for k in ("step", "round", "n_train", "seconds")},
+            )
+        )
+    model.booster_.save_model(str(run.staging / "model.txt"))
+    rep.log(f"spy threshold {model.spy_threshold_:.5f}")
+
+
+def chunk_plan(n_rows: int, chunk_rows: int = SCORE_CHUNK_ROWS) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk_rows, n_rows)) for a in range(0, n_rows, chunk_rows)] or [(0, 0)]
+
+
+def chunk_claim(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, f"{socket.gethostname()} {os.getpid()} {time.time()}".encode())
+    os.close(fd)
+    return True
+
+
+def score_chunk(staging: Path, start: int, stop: int, X: np.ndarray | None = None) -> np.ndarray:
+    """Score rows ``start:stop`` with the staged model; writes ``scores/<start>.npy``.
+
+    Without ``X`` the rows' features are rebuilt from the snapshot with the staged spec and
+    positives: exactly what the export bundle's scorer does.
+    """
+    import lightgbm as lgb
+
+    if X is None:
+        inputs = json.loads((staging / "inputs.json").read_text())
+        spec = FeatureSpec.load(staging / "feature_spec.json")
+        cases = read_snapshot_cases(Path(inputs["snapshot"]), start, stop)
+        positives = pd.read_parquet(staging / "positives.parquet")
+        emb = None
+        if inputs.get("embeddings"):
+            emb = np.load(inputs["embeddings"], mmap_mode="r")[start:stop]
+        X = build_matrix(spec, cases, positives=positives, embeddings=emb)
+    booster = lgb.Booster(model_file=str(staging / "model.txt"))
+    scores = booster.predict(X).astype(np.float64)
+    out = staging / "scores" / f"{start}.npy"
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, scores)
+    tmp.replace(out)
+    return scores
+
+
+def stage_score(run: Run) -> None:
+    rep = run.reporter
+    n = run.dataset.n_cases
+    chunks = chunk_plan(n)
+    rep.stage("score", total=n, note=f"{len(chunks)} chunk(s) of up to {SCORE_CHUNK_ROWS:,} rows")
+    folder = run.staging / "scores"
+    folder.mkdir(exist_ok=True)
+    if len(chunks) > 1:
+        from labelapp.tasks.iterations import iteration_score_chunk
+
+        for start, stop in chunks[1:]:
+            iteration_score_chunk.delay(run.iteration.pk, str(run.staging), start, stop)
+    done = 0
+    for start, stop in chunks:
+        if chunk_claim(folder / f"{start}.claim"):
+            score_chunk(run.staging, start, stop, X=run.X[start:stop])
+            done += stop - start
+            rep.progress(_rows_scored(folder, chunks), n)
+    while (finished := _rows_scored(folder, chunks)) < n:
+        rep.progress(finished, n)
+        for start, stop in chunks:
+            claim = folder / f"{start}.claim"
+            if not (folder / f"{start}.npy").exists() and time.time() - claim.stat().st_mtime > (
+                CLAIM_STALE_S
+            ):
+                claim.touch()
+                score_chunk(run.staging, start, stop, X=run.X[start:stop])
+        time.sleep(0.2)
+    run.scores = np.concatenate([np.load(folder / f"{start}.npy") for start, _ in chunks])
+    rep.progress(n, n, force=True)
+    rep.log(f"scored {n:,} cases ({done:,} here, {n - done:,} by helper tasks)")
+    np.save(run.staging / "scores.npy", run.scores.astype(np.float32))
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _rows_scored(folder: Path, chunks: list[tuple[int, int]]) -> int:
+    return sum(b - a for a, b in chunks if (folder / f"{a}.npy").exists())
+
+
+def stage_select(run: Run) -> None:
+    from learning.pool import offerable_mask
+    from learning.sampling import select_batch
+
+    p = run.params
+    rep = run.reporter
+    rep.stage("select", note=f"batch of {p['batch_size']} over {p['n_clusters']} clusters")
+    candidates = offerable_mask(run.states)
+    X = run.X
+    if np.isnan(X).any():
+        X = np.nan_to_num(X, nan=0.0)
+    run.selection = select_batch(
+        run.scores,
+        X,
+        int(p["batch_size"]),
+        candidate_mask=candidates,
+        pool_size=int(p["pool_size"]),
+        n_clusters=int(p["n_clusters"]),
+        top_score_share=float(p["top_score_share"]),
+        random_state=int(p["random_state"]),
+    )
+    assert candidates[run.selection.indices].all()
+    rep.log(f"selected {len(run.selection.indices)} of {int(candidates.sum()):,} offerable cases")
+    run.metrics.update(_metrics(run))
+
+
+def _metrics(run: Run) -> dict[str, Any]:
+    from learning.stopping import stopping_signals
+
+    states, scores, model = run.states, run.scores, run.model
+    counts = {state.value: int((states == state.value).sum()) for state in PoolState}
+    hist, edges = np.histogram(scores, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
+    batches = previous_batches(run.dataset)
+    answered = [b for b in batches if b["answered"]]
+    previous_scores = _current_model_scores(run.dataset)
+    signals = stopping_signals(
+        [b["confirmed"] for b in answered],
+        [b["answered"] for b in answered],
+        previous_scores=previous_scores,
+        current_scores=scores if previous_scores is not None else None,
+        unlabeled_mask=states == PoolState.UNLABELED.value,
+        top_k=min(1000, max(1, len(scores) // 10)),
+    )
+    gains = model.booster_.feature_importance(importance_type="gain")
+    order = np.argsort(-gains)[:TOP_FEATURES]
+    names = run.spec.feature_names
+    clusters = pd.Series(run.selection.cluster).value_counts().sort_index()
+    return {
+        "n_cases": int(len(states)),
+        "n_features": int(run.X.shape[1]),
+        "pool": counts,
+        "positives": counts["P"] + counts["confirmed"],
+        "unlabeled": int((states != "P").sum() - counts["confirmed"]),
+        "reliable_negatives": int(np.asarray(model.reliable_negative_mask_).sum()),
+        "spies": int(np.asarray(model.spy_mask_).sum()),
+        "spy_threshold": float(model.spy_threshold_),
+        "positives_found": counts["confirmed"],
+        "labels_spent": counts["confirmed"] + counts["not_confirmed"] + counts["skipped"],
+        "score_histogram": {"edges": edges.round(4).tolist(), "counts": hist.tolist()},
+        "batch_size": int(len(run.selection.indices)),
+        "batch_by_cluster": {str(k): int(v) for k, v in clusters.items()},
+        "previous_batch": batches[-1] if batches else None,
+        "stopping": asdict(signals),
+        "top_features": [
+            {"name": names[i], "gain": round(float(gains[i]), 3)} for i in order if gains[i] > 0
+        ],
+        "training_history": [
+            {k: (float(v) if isinstance(v, np.floating) else v) for k, v in h.items()}
+            for h in getattr(model, "history_", [])
+        ],
+        "last_label_id": run.last_label_id,
+    }
+
+
+def previous_batches(dataset: Dataset) -> list[dict[str, Any]]:
+    """Each finished iteration's batch with its answers so far (from the cases' states)."""
+    rows = (
+        BatchItem.objects.filter(iteration__dataset=dataset, iteration__status="done")
+        .values("iteration__number", "case__pool_state")
+        .annotate(n=Count("id"))
+        .order_by("iteration__number")
+    )
+    by_number: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        entry = by_number.setdefault(
+            row["iteration__number"],
+            {
+                "iteration": row["iteration__number"],
+                "size": 0,
+                "confirmed": 0,
+                "not_confirmed": 0,
+                "skipped": 0,
+                "open": 0,
+            },
+        )
+        state = row["case__pool_state"]
+        entry["size"] += row["n"]
+        key = state if state in ("confirmed", "not_confirmed", "skipped") else "open"
+        entry[key] += row["n"]
+    for entry in by_number.values():
+        entry["answered"] = entry["confirmed"] + entry["not_confirmed"]
+    return [by_number[k] for k in sorted(by_number)]
+
+
+def _current_model_scores(dataset: Dataset) -> np.ndarray | None:
+    current = dataset.current_model
+    if current is None:
+        return None
+    path = Path(current.artifact_dir) / "scores.npy"
+    if not path.exists():
+        return None
+    scores = np.load(path)
+    return scores if len(scores) == dataset.n_cases else None
+
+
+def stage_finalize(run: Run) -> None:
+    rep = run.reporter
+    n = run.dataset.n_cases
+    rep.stage(
+        "finalize", total=n, note="artifacts, then scores, batch and model in one transaction"
+    )
+    staging = run.staging
+    json_write(staging / "params.json", run.params)
+    json_write(staging / "metrics.json", run.metrics)
+    rep.finish_stage()
+    run.metrics["stage_seconds"] = dict(run.reporter.stage_seconds)
+    final_dir = artifacts_publish(staging)
+    run.staging = None
+    try:
+        with transaction.atomic():
+            iteration = Iteration.objects.select_for_update().get(pk=run.iteration.pk)
+            if iteration.status != Iteration.Status.RUNNING:
+                raise IterationCancelled()
+            dataset = Dataset.objects.select_for_update().get(pk=run.dataset.pk)
+            case_scores_write(dataset=dataset, scores=run.scores, progress=rep.progress)
+            version = ModelVersion.objects.create(
+                dataset=dataset,
+                iteration=iteration,
+                parent=dataset.current_model,
+                artifact_dir=str(final_dir),
+                params=run.params,
+                metrics={k: run.metrics[k] for k in _VERSION_METRICS if k in run.metrics},
+                data_snapshot=_data_snapshot(run),
+                feature_names=run.spec.feature_names,
+            )
+            n_batch = _batch_create(run, iteration)
+            run.metrics["batch_size"] = n_batch
+            previous = dataset.current_model_id
+            Dataset.objects.filter(pk=dataset.pk).update(current_model=version)
+            rep.finish_stage()
+            run.metrics["stage_seconds"] = dict(run.reporter.stage_seconds)
+            Iteration.objects.filter(pk=iteration.pk).update(
+                status=Iteration.Status.DONE,
+                model_version=version,
+                metrics=run.metrics,
+                progress_done=n,
+                finished_at=timezone.now(),
+                heartbeat_at=timezone.now(),
+                log=Concat(
+                    "log",
+                    _value(
+                        _log_line(
+                            f"done: model version {version.pk} is current; batch of {n_batch}"
+                        )
+                    ),
+                ),
+            )
+            audit_event_create(
+                actor=iteration.launched_by,
+                verb="model.current",
+                dataset=dataset,
+                target=version,
+                data={
+                    "from_version": previous,
+                    "to_version": version.pk,
+                    "iteration": iteration.pk,
+                },
+                via="worker",
+            )
+    except BaseException:
+        shutil.rmtree(final_dir, ignore_errors=True)
+        raise
+
+
+_VERSION_METRICS = (
+    "pool",
+    "positives",
+    "unlabeled",
+    "reliable_negatives",
+    "spies",
+    "spy_threshold",
+    "top_features",
+    "training_history",
+    "n_features",
+    "score_histogram",
+    "encoder",
+)
+
+
+def _data_snapshot(run: Run) -> dict[str, Any]:
+    counts = {state.value: int((run.states == state.value).sum()) for state in PoolState}
+    return {
+        "snapshot_dir": str(run.snapshot),
+        "n_cases": int(len(run.states)),
+        "pool": counts,
+        "labels_used": counts["confirmed"] + counts["not_confirmed"] + counts["skipped"],
+        "last_label_id": run.last_label_id,
+        "embeddings": run.embeddings_path.name if run.embeddings_path else None,
+    }
+
+
+def _batch_create(run: Run, iteration: Iteration) -> int:
+    """BatchItems for the selected cases still offerable now; those cases become ``shown``."""
+    sel = run.selection
+    rows = [int(r) for r in sel.indices]
+    offerable = (PoolState.UNLABELED, PoolState.SKIPPED)
+    cases = dict(
+        Case.objects.filter(
+            dataset=run.dataset, row__in=rows, pool_state__in=offerable
+        ).values_list("row", "id")
+    )
+    items = []
+    for position, (row, unc, cluster, rank, reason) in enumerate(
+        zip(rows, sel.uncertainty, sel.cluster, sel.rank_in_cluster, sel.reason, strict=True)
+    ):
+        if row not in cases:
+            continue  # answered or shown elsewhere since the states were read
+        items.append(
+            BatchItem(
+                iteration=iteration,
+                case_id=cases[row],
+                position=position,
+                score=float(run.scores[row]),
+                uncertainty=float(unc),
+                cluster=int(cluster),
+                rank_in_cluster=int(rank),
+                reason=str(reason)[:200],
+            )
+        )
+    BatchItem.objects.bulk_create(items, batch_size=1000)
+    Case.objects.filter(pk__in=[item.case_id for item in items]).update(pool_state=PoolState.SHOWN)
+    return len(items)

@@ -1,0 +1,38 @@
+"""Iteration tasks: thin wrappers over :mod:`labelapp.services.pipeline`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from celery import shared_task
+
+from labelapp.models import Iteration
+from labelapp.services.iterations import iteration_reap_stale
+from labelapp.services.pipeline import chunk_claim, score_chunk
+
+
+@shared_task(name="labelapp.iteration_run")
+def iteration_run(iteration_id: int) -> dict:
+    """Run one iteration end to end (claims it first; a second delivery does no harm)."""
+    from labelapp.services.pipeline import iteration_execute
+
+    return iteration_execute(iteration_id=iteration_id)
+
+
+@shared_task(name="labelapp.iteration_score_chunk")
+def iteration_score_chunk(iteration_id: int, staging: str, start: int, stop: int) -> dict:
+    """Help score rows ``start:stop`` of a running iteration, unless someone claimed them."""
+    folder = Path(staging)
+    running = Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.RUNNING).exists()
+    if not running or not (folder / "model.txt").exists():
+        return {"chunk": start, "scored": False, "why": "iteration not running"}
+    if not chunk_claim(folder / "scores" / f"{start}.claim"):
+        return {"chunk": start, "scored": False, "why": "claimed by another worker"}
+    score_chunk(folder, start, stop)
+    return {"chunk": start, "scored": True}
+
+
+@shared_task(name="labelapp.iteration_reap_stale")
+def iteration_reap_stale_task() -> int:
+    """Mark iterations whose worker stopped beating as failed (run it from celery beat)."""
+    return iteration_reap_stale()

@@ -1,0 +1,335 @@
+"""Two-step PU learning with spies and EM rounds on LightGBM (seed 002, 3.5).
+
+Step 1 (spies): a random ``spy_fraction`` of P is hidden in U. EM rounds fit LightGBM's
+cross-entropy objective to soft targets: 1 for P, and for U (spies included) the previous round's
+score (0 in the first round, which is therefore plain "P vs U").
+Step 2 (reliable negatives): every U case scoring below the spies' ``spy_quantile`` becomes a
+reliable negative N. EM rounds again: P (spies back in) fixed at 1, N at 0, the rest of U inherits
+the previous round's score. The last round's booster is the model.
+
+Cost control: ``max_unlabeled`` trains every round on a fixed random sample of U (the sampled
+cases weigh ``|U| / max_unlabeled`` so the class balance is kept), and ``n_estimators_em`` gives
+the intermediate rounds fewer trees than the final one.
+"""
+
+from __future__ import annotations
+
+import time
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+
+def _as_matrix(X) -> tuple[np.ndarray | pd.DataFrame, list[str] | None]:
+    if isinstance(X, pd.DataFrame):
+        return X, [str(c) for c in X.columns]
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D, got shape {X.shape}")
+    return X, None
+
+
+def _rows(X, idx: np.ndarray):
+    return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
+
+
+class TwoStepPU(ClassifierMixin, BaseEstimator):
+    """Two-step PU classifier (spies, then reliable negatives) with a LightGBM base learner.
+
+    Parameters
+    ----------
+    spy_fraction : float
+        Share of P hidden in U as spies in step 1.
+    spy_quantile : float
+        U cases scoring below this quantile of the spies' scores become reliable negatives.
+    em_rounds_step1, em_rounds_step2 : int
+        EM rounds of each step (each round is one LightGBM fit). ``em_rounds_step2=0`` returns the
+        last step-1 model (then the spies are only used for ``spy_threshold_``).
+    positive_weight : float
+        Class weight multiplying every P case's sample weight in each fit (a counterweight to P
+        being rare); expert-confirmed up-sampling comes on top through ``sample_weight``.
+    n_estimators, learning_rate, num_leaves : int, float, int
+        LightGBM parameters of the final round.
+    n_estimators_em : int, optional
+        Trees of the intermediate rounds; default ``n_estimators``.
+    max_unlabeled : int, optional
+        Train every round on at most this many U cases (a fixed random sample, reweighted).
+    fix_reliable_negatives : bool
+        If True, N keeps target 0 in every step-2 round; if False, N starts at 0 and then inherits
+        scores like the rest of U.
+    cross_fit_folds : int
+        Intermediate rounds score the training cases out of fold (``cross_fit_folds`` models,
+        each scoring the cases it did not see); 0 or 1 scores in sample. In-sample scores of a
+        boosted model on U collapse toward the very targets it was fit on, so EM would stall
+        and the spies would look like U; out-of-fold scores keep the EM step honest. The final
+        round is always one fit on every training case.
+    lgbm_params : dict, optional
+        Extra LightGBM parameters (they override the ones above).
+    categorical_features : list of str or int, optional
+        Columns LightGBM treats as categorical (integer codes).
+    n_jobs : int, optional
+        LightGBM threads; default LightGBM's.
+    random_state : int, RandomState or None
+
+    Attributes
+    ----------
+    booster_ : lightgbm.Booster
+        The final model; ``booster_.save_model(path)`` writes LightGBM's text format.
+    spy_threshold_ : float
+        The spies' ``spy_quantile`` score after step 1.
+    spy_mask_ : ndarray of bool, shape (n_samples,)
+        Which training cases were spies.
+    reliable_negative_mask_ : ndarray of bool, shape (n_samples,)
+        U cases (among those trained on, see ``max_unlabeled``) below the spy threshold.
+    history_ : list of dict
+        Per EM round: ``step``, ``round``, ``n_train``, ``n_trees``, ``target_mean_unlabeled``,
+        ``score_q50``/``q90``/``q99`` (over U), ``spy_recall`` (spies above the median U score),
+        ``seconds``.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` is a DataFrame.
+    classes_ : ndarray, [0, 1]
+    """
+
+    def __init__(
+        self,
+        spy_fraction: float = 0.15,
+        spy_quantile: float = 0.1,
+        em_rounds_step1: int = 2,
+        em_rounds_step2: int = 2,
+        positive_weight: float = 5.0,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        num_leaves: int = 31,
+        n_estimators_em: int | None = None,
+        max_unlabeled: int | None = None,
+        fix_reliable_negatives: bool = True,
+        cross_fit_folds: int = 2,
+        lgbm_params: dict | None = None,
+        categorical_features: list | None = None,
+        n_jobs: int | None = None,
+        random_state=None,
+    ):
+        self.spy_fraction = spy_fraction
+        self.spy_quantile = spy_quantile
+        self.em_rounds_step1 = em_rounds_step1
+        self.em_rounds_step2 = em_rounds_step2
+        self.positive_weight = positive_weight
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.n_estimators_em = n_estimators_em
+        self.max_unlabeled = max_unlabeled
+        self.fix_reliable_negatives = fix_reliable_negatives
+        self.cross_fit_folds = cross_fit_folds
+        self.lgbm_params = lgbm_params
+        self.categorical_features = categorical_features
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def _params(self, seed: int) -> dict:
+        params = {
+            "objective": "cross_entropy",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_child_samples": 20,
+            "feature_pre_filter": False,
+            "verbosity": -1,
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,
+        }
+        if self.n_jobs is not None:
+            params["num_threads"] = self.n_jobs
+        params.update(self.lgbm_params or {})
+        return params
+
+    def _fit_round(self, X, rows, targets, weights, n_trees, seed) -> lgb.Booster:
+        data = lgb.Dataset(
+            _rows(X, rows),
+            label=targets,
+            weight=weights,
+            categorical_feature=self.categorical_features or "auto",
+            free_raw_data=True,
+        )
+        return lgb.train(self._params(seed), data, num_boost_round=n_trees)
+
+    def fit(self, X, s, sample_weight=None):
+        """Fit on positives (``s == 1``) and unlabeled cases (``s == 0``).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame, shape (n_samples, n_features)
+        s : array-like of {0, 1}, shape (n_samples,)
+            1 for P (seeds and confirmed), 0 for U.
+        sample_weight : array-like of float, shape (n_samples,), optional
+            Per-case weight, e.g. the up-sampling of expert-confirmed positives.
+
+        Returns
+        -------
+        self
+        """
+        X, names = _as_matrix(X)
+        s = np.asarray(s).astype(int).ravel()
+        if s.shape[0] != X.shape[0]:
+            raise ValueError("X and s have different numbers of rows")
+        if not set(np.unique(s)) <= {0, 1}:
+            raise ValueError("s must hold only 0 (unlabeled) and 1 (positive)")
+        if s.sum() == 0 or s.sum() == len(s):
+            raise ValueError("need at least one positive and one unlabeled case")
+        weight = np.ones(len(s)) if sample_weight is None else np.asarray(sample_weight, float)
+        rng = check_random_state(self.random_state)
+        self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        self.classes_ = np.array([0, 1])
+        self.history_ = []
+
+        positives = np.flatnonzero(s == 1)
+        unlabeled = np.flatnonzero(s == 0)
+        n_spies = int(round(self.spy_fraction * len(positives)))
+        n_spies = min(n_spies, len(positives) - 1) if len(positives) > 1 else 0
+        spies = rng.choice(positives, size=n_spies, replace=False) if n_spies else positives[:0]
+        spy_mask = np.zeros(len(s), dtype=bool)
+        spy_mask[spies] = True
+
+        u_weight = 1.0
+        if self.max_unlabeled is not None and len(unlabeled) > self.max_unlabeled:
+            u_weight = len(unlabeled) / self.max_unlabeled
+            unlabeled = np.sort(rng.choice(unlabeled, size=self.max_unlabeled, replace=False))
+        rows = np.concatenate([positives, unlabeled])
+        train_weight = weight[rows] * np.where(s[rows] == 1, self.positive_weight, u_weight)
+        n_em = self.n_estimators_em or self.n_estimators
+        total_rounds = self.em_rounds_step1 + self.em_rounds_step2
+        if total_rounds < 1:
+            raise ValueError("need at least one EM round")
+
+        # Step 1: spies join U; P at 1, U at the previous score (0 first).
+        hidden = spy_mask[rows] | (s[rows] == 0)
+        targets = np.where(hidden, 0.0, 1.0)
+        scores = None
+        for r in range(self.em_rounds_step1):
+            last = r == total_rounds - 1
+            scores = self._em_round(
+                X,
+                rows,
+                targets,
+                train_weight,
+                hidden,
+                spy_mask,
+                n_trees=self.n_estimators if last else n_em,
+                step=1,
+                round_=r,
+                seed=rng.randint(2**31 - 100),
+                final=last,
+            )
+            targets = np.where(hidden, scores, 1.0)
+
+        is_u = s[rows] == 0
+        if scores is None:  # no step-1 round: every U case inherits 0
+            scores = np.zeros(len(rows))
+        spy_scores = scores[spy_mask[rows]]
+        self.spy_threshold_ = (
+            float(np.quantile(spy_scores, self.spy_quantile)) if len(spy_scores) else 0.0
+        )
+        reliable = is_u & (scores < self.spy_threshold_)
+        self.spy_mask_ = spy_mask
+        self.reliable_negative_mask_ = np.zeros(len(s), dtype=bool)
+        self.reliable_negative_mask_[rows[reliable]] = True
+
+        # Step 2: spies back in P (1), reliable negatives at 0, the rest of U inherits.
+        targets = np.where(is_u, scores, 1.0)
+        targets[reliable] = 0.0
+        for r in range(self.em_rounds_step2):
+            last = r == self.em_rounds_step2 - 1
+            scores = self._em_round(
+                X,
+                rows,
+                targets,
+                train_weight,
+                is_u,
+                spy_mask,
+                n_trees=self.n_estimators if last else n_em,
+                step=2,
+                round_=r,
+                seed=rng.randint(2**31 - 100),
+                final=last,
+            )
+            targets = np.where(is_u, scores, 1.0)
+            if self.fix_reliable_negatives:
+                targets[reliable] = 0.0
+        return self
+
+    def _em_round(
+        self, X, rows, targets, weight, hidden, spy_mask, *, n_trees, step, round_, seed, final
+    ) -> np.ndarray:
+        t0 = time.perf_counter()
+        folds = self.cross_fit_folds if not final else 0
+        if folds and folds >= 2:
+            fold_of = np.random.RandomState(seed).randint(folds, size=len(rows))
+            scores = np.empty(len(rows))
+            for f in range(folds):
+                out = fold_of == f
+                booster = self._fit_round(
+                    X, rows[~out], targets[~out], weight[~out], n_trees, seed + f
+                )
+                scores[out] = booster.predict(_rows(X, rows[out]))
+        else:
+            booster = self._fit_round(X, rows, targets, weight, n_trees, seed)
+            scores = booster.predict(_rows(X, rows))
+        self.booster_ = booster
+        u_scores = scores[hidden & ~spy_mask[rows]]
+        spies = scores[spy_mask[rows]]
+        median_u = float(np.median(u_scores)) if len(u_scores) else 0.0
+        self.history_.append(
+            {
+                "step": step,
+                "round": round_,
+                "n_train": int(len(rows)),
+                "n_trees": int(n_trees),
+                "target_mean_unlabeled": float(targets[hidden].mean()) if hidden.any() else 0.0,
+                "score_q50": median_u,
+                "score_q90": float(np.quantile(u_scores, 0.9)) if len(u_scores) else 0.0,
+                "score_q99": float(np.quantile(u_scores, 0.99)) if len(u_scores) else 0.0,
+                "spy_recall": float((spies > median_u).mean()) if len(spies) else float("nan"),
+                "out_of_fold": bool(folds and folds >= 2),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        return scores
+
+    # -- prediction ------------------------------------------------------------------------------
+    def _check_X(self, X):
+        check_is_fitted(self, "booster_")
+        X, _ = _as_matrix(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, the model {self.n_features_in_}")
+        return X
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities of [unlabeled/negative, positive], shape (n_samples, 2)."""
+        X = self._check_X(X)
+        p = self.booster_.predict(X)
+        return np.column_stack([1.0 - p, p])
+
+    def decision_function(self, X) -> np.ndarray:
+        """Raw score (log-odds), shape (n_samples,); ranks like ``predict_proba[:, 1]``."""
+        X = self._check_X(X)
+        return self.booster_.predict(X, raw_score=True)
+
+    def predict(self, X) -> np.ndarray:
+        """1 where the positive probability is at least 0.5, shape (n_samples,)."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def contributions(self, X) -> np.ndarray:
+        """Per-feature SHAP contributions to the raw score, shape (n_samples, n_features + 1).
+
+        The last column is the expected value (bias); each row sums to ``decision_function``.
+        """
+        X = self._check_X(X)
+        return self.booster_.predict(X, pred_contrib=True)

@@ -1,0 +1,276 @@
+"""Batch query strategies, as pure functions of scores and features.
+
+The main strategy (seed 002, 3.2) is :func:`select_batch`: among the cases not yet shown, take the
+``pool_size`` most uncertain by score, cluster them with MiniBatch K-Means on the features, and
+take the most uncertain from each cluster in turn. A share of the batch can go to the top scores
+instead (``top_fraction``): in a precision-first PU setting those confirm most positives, while
+the uncertain-and-diverse part teaches the model where it is unsure.
+Baselines: :func:`random_batch`, :func:`uncertainty_batch`, :func:`top_score_batch`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.utils import check_random_state
+
+UNCERTAINTY_KINDS = ("threshold", "margin", "entropy")
+
+
+@dataclass
+class BatchSelection:
+    """A selected batch; every array is aligned to ``indices``.
+
+    Attributes
+    ----------
+    indices : ndarray of int, shape (n_selected,)
+        Positions of the chosen cases in the scored arrays.
+    uncertainty : ndarray of float, shape (n_selected,)
+        Uncertainty in [0, 1] (1 = most uncertain) under the chosen measure.
+    cluster : ndarray of int, shape (n_selected,)
+        K-Means cluster of each case; -1 for cases chosen by top score.
+    rank_in_cluster : ndarray of int, shape (n_selected,)
+        0 = most uncertain of its cluster (for top-score cases: rank among them).
+    reason : list of str, length n_selected
+        A human-readable "why is this in my queue".
+    """
+
+    indices: np.ndarray
+    uncertainty: np.ndarray
+    cluster: np.ndarray
+    rank_in_cluster: np.ndarray
+    reason: list[str]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def uncertainty_scores(
+    scores: np.ndarray, *, kind: str = "threshold", threshold: float | None = None
+) -> np.ndarray:
+    """Uncertainty of each score, in [0, 1], higher is more uncertain.
+
+    Parameters
+    ----------
+    scores : array-like of float, shape (n,)
+        Probabilities in [0, 1].
+    kind : {"threshold", "margin", "entropy"}
+        ``threshold``: closeness to ``threshold`` (1 at the threshold, 0 at the farthest end of
+        [0, 1]); ``margin``: closeness to 0.5, ``1 - |2p - 1|``; ``entropy``: binary entropy
+        in bits.
+    threshold : float, optional
+        Decision threshold for ``kind="threshold"``; required there.
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    if kind == "threshold":
+        if threshold is None:
+            raise ValueError("kind='threshold' needs a threshold")
+        reach = max(threshold, 1.0 - threshold)
+        return 1.0 - np.abs(p - threshold) / reach
+    if kind == "margin":
+        return 1.0 - np.abs(2.0 * p - 1.0)
+    if kind == "entropy":
+        q = np.clip(p, 1e-12, 1 - 1e-12)
+        return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+    raise ValueError(f"uncertainty must be one of {UNCERTAINTY_KINDS}, got {kind!r}")
+
+
+def _candidates(n_total: int, candidate_mask: np.ndarray | None) -> np.ndarray:
+    if candidate_mask is None:
+        return np.arange(n_total)
+    mask = np.asarray(candidate_mask, dtype=bool)
+    if mask.shape != (n_total,):
+        raise ValueError("candidate_mask must have one entry per score")
+    return np.flatnonzero(mask)
+
+
+def _top(values: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
+    """Positions of the ``k`` largest ``values``, largest first; ties broken by ``tiebreak``."""
+    return np.lexsort((tiebreak, -values))[:k]
+
+
+def random_batch(
+    scores: np.ndarray,
+    X: np.ndarray | None,
+    n: int,
+    *,
+    candidate_mask: np.ndarray | None = None,
+    random_state=None,
+) -> np.ndarray:
+    """``n`` candidates drawn uniformly at random, shape (min(n, n_candidates),)."""
+    rng = check_random_state(random_state)
+    cand = _candidates(len(scores), candidate_mask)
+    return rng.choice(cand, size=min(n, len(cand)), replace=False)
+
+
+def top_score_batch(
+    scores: np.ndarray,
+    X: np.ndarray | None,
+    n: int,
+    *,
+    candidate_mask: np.ndarray | None = None,
+    random_state=None,
+) -> np.ndarray:
+    """The ``n`` highest-scoring candidates, highest first."""
+    rng = check_random_state(random_state)
+    cand = _candidates(len(scores), candidate_mask)
+    s = np.asarray(scores, dtype=np.float64)[cand]
+    return cand[_top(s, n, rng.random_sample(len(cand)))]
+
+
+def default_threshold(scores: np.ndarray, top_fraction: float) -> float:
+    """The score at the top-``top_fraction`` boundary: the cut an investigator would act on."""
+    return float(np.quantile(np.asarray(scores, dtype=np.float64), 1.0 - top_fraction))
+
+
+def uncertainty_batch(
+    scores: np.ndarray,
+    X: np.ndarray | None,
+    n: int,
+    *,
+    candidate_mask: np.ndarray | None = None,
+    uncertainty: str = "threshold",
+    threshold: float | None = None,
+    top_fraction: float = 0.01,
+    random_state=None,
+) -> np.ndarray:
+    """The ``n`` most uncertain candidates, without diversity (baseline).
+
+    With ``uncertainty="threshold"`` and no ``threshold``, the threshold is the score at the top
+    ``top_fraction`` of all cases.
+    """
+    rng = check_random_state(random_state)
+    cand = _candidates(len(scores), candidate_mask)
+    if uncertainty == "threshold" and threshold is None:
+        threshold = default_threshold(scores, top_fraction)
+    u = uncertainty_scores(np.asarray(scores)[cand], kind=uncertainty, threshold=threshold)
+    return cand[_top(u, n, rng.random_sample(len(cand)))]
+
+
+def select_batch(
+    scores: np.ndarray,
+    X: np.ndarray,
+    n: int,
+    *,
+    candidate_mask: np.ndarray | None = None,
+    pool_size: int | None = None,
+    n_clusters: int = 10,
+    uncertainty: str = "threshold",
+    threshold: float | None = None,
+    top_fraction: float = 0.01,
+    top_score_share: float = 0.0,
+    random_state=None,
+) -> BatchSelection:
+    """Uncertainty + diversity batch (seed 002), optionally part top-score.
+
+    Parameters
+    ----------
+    scores : array-like of float, shape (n_cases,)
+        Current model probabilities for every case.
+    X : array-like of float, shape (n_cases, n_features)
+        What the clusters are built on (model features and/or embeddings); standardised here.
+    n : int
+        Batch size.
+    candidate_mask : array-like of bool, shape (n_cases,), optional
+        Cases that may be offered (see :func:`learning.pool.offerable_mask`); default all.
+    pool_size : int, optional
+        M, how many of the most uncertain candidates are clustered; default ``10 * n``.
+    n_clusters : int
+        k of K-Means (reduced to the number of uncertain cases when fewer).
+    uncertainty : {"threshold", "margin", "entropy"}
+        See :func:`uncertainty_scores`.
+    threshold : float, optional
+        Decision threshold for ``uncertainty="threshold"``; default the score at the top
+        ``top_fraction`` of all cases.
+    top_fraction : float
+    top_score_share : float in [0, 1]
+        Share of the batch taken as the highest-scoring candidates before the uncertain part.
+    random_state : int, RandomState or None
+
+    Returns
+    -------
+    BatchSelection
+        Top-score cases first (cluster -1), then the uncertain part in round-robin order over
+        clusters: every cluster's most uncertain case before any cluster's second.
+    """
+    rng = check_random_state(random_state)
+    scores = np.asarray(scores, dtype=np.float64)
+    cand = _candidates(len(scores), candidate_mask)
+    n = min(int(n), len(cand))
+    if uncertainty == "threshold" and threshold is None:
+        threshold = default_threshold(scores, top_fraction)
+    tiebreak = rng.random_sample(len(scores))
+
+    n_top = int(round(n * top_score_share))
+    top_idx = cand[_top(scores[cand], n_top, tiebreak[cand])] if n_top else cand[:0]
+    reasons = [
+        f"top score: {scores[i]:.4f}, rank {r + 1} of the offerable cases"
+        for r, i in enumerate(top_idx)
+    ]
+    rest = np.setdiff1d(cand, top_idx, assume_unique=True)
+    n_rest = n - n_top
+
+    u_all = uncertainty_scores(scores, kind=uncertainty, threshold=threshold)
+    m = min(len(rest), pool_size if pool_size is not None else 10 * max(n_rest, 1))
+    pool = rest[_top(u_all[rest], m, tiebreak[rest])] if n_rest > 0 else rest[:0]
+    clusters = _cluster(np.asarray(X)[pool], n_clusters, rng) if len(pool) else pool
+    picked, cluster_of, rank_of = _round_robin(pool, clusters, u_all, n_rest)
+    what = {
+        "threshold": f"near the threshold {threshold if threshold is not None else 0:.4f}",
+        "margin": "near 0.5",
+        "entropy": "high entropy",
+    }[uncertainty]
+    sizes = np.bincount(clusters, minlength=1) if len(pool) else np.zeros(1, int)
+    for i, c, r in zip(picked, cluster_of, rank_of, strict=True):
+        reasons.append(
+            f"uncertain: score {scores[i]:.4f} {what}; cluster {c} "
+            f"(rank {r + 1} of {sizes[c]} uncertain cases there)"
+        )
+    indices = np.concatenate([top_idx, picked]).astype(np.intp)
+    return BatchSelection(
+        indices=indices,
+        uncertainty=u_all[indices],
+        cluster=np.concatenate([np.full(len(top_idx), -1), cluster_of]).astype(int),
+        rank_in_cluster=np.concatenate([np.arange(len(top_idx)), rank_of]).astype(int),
+        reason=reasons,
+    )
+
+
+def _cluster(X: np.ndarray, n_clusters: int, rng: np.random.RandomState) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    X = np.nan_to_num(X)
+    std = X.std(axis=0)
+    X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    k = max(1, min(n_clusters, len(X)))
+    if k == 1:
+        return np.zeros(len(X), dtype=int)
+    km = MiniBatchKMeans(
+        n_clusters=k, random_state=rng.randint(2**31 - 1), n_init=3, batch_size=1024
+    )
+    return km.fit_predict(X)
+
+
+def _round_robin(
+    pool: np.ndarray, clusters: np.ndarray, u_all: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Take clusters' most uncertain cases in turns until ``n`` are taken.
+
+    ``pool`` is ordered by descending uncertainty already, so within a cluster the first members
+    are its most uncertain.
+    """
+    if n <= 0 or len(pool) == 0:
+        empty = np.zeros(0, dtype=int)
+        return empty, empty, empty
+    rank = np.zeros(len(pool), dtype=int)
+    for c in np.unique(clusters):
+        members = np.flatnonzero(clusters == c)
+        rank[members] = np.arange(len(members))
+    # Round r takes every cluster's rank-r case; inside a round, the more uncertain first.
+    order = np.lexsort((-u_all[pool], rank))[:n]
+    return pool[order], clusters[order], rank[order]

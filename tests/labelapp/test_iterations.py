@@ -1,0 +1,271 @@
+"""The loop's services and pages, run in-process (the real-worker runs are in test_loop_worker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.urls import reverse
+
+from labelapp.models import AuditEvent, BatchItem, Case, Iteration, ModelVersion
+from labelapp.services.iterations import (
+    IterationAlreadyActive,
+    IterationParamsError,
+    iteration_cancel,
+    iteration_launch,
+    iteration_params_clean,
+    iteration_reap_stale,
+)
+from labelapp.services.model_versions import model_version_promote, model_version_rollback
+from labelapp.services.pipeline import chunk_plan, iteration_execute, score_chunk
+from learning.featurespec import FeatureSpec, build_matrix
+from tests.labelapp.loop_data import make_loop_dataset
+
+FAST = {"batch_size": 20, "n_clusters": 4, "pool_size": 100, "n_estimators": 30}
+
+
+@pytest.fixture
+def loop_dataset(transactional_db, tmp_path, settings):
+    settings.LOOP_THREADS = 1  # a shared 2-core machine: OpenMP spinning costs minutes
+    settings.LOOP_WORKER_NICE = 0  # the pipeline runs in the test process here
+    return make_loop_dataset("loopdata", tmp_path / "snapshots")
+
+
+def _queued(dataset, user=None, **params) -> Iteration:
+    """A queued iteration without enqueueing (these tests run the pipeline in-process)."""
+    number = dataset.iterations.count() + 1
+    return Iteration.objects.create(
+        dataset=dataset,
+        number=number,
+        params=iteration_params_clean({**FAST, **params}, dataset=dataset),
+        launched_by=user,
+    )
+
+
+def test_params_defaults_and_validation(db):
+    params = iteration_params_clean({})
+    assert params["batch_size"] == 50 and params["spy_quantile"] == 0.1
+    assert iteration_params_clean({"batch_size": "30", "use_embeddings": "off"})["batch_size"] == 30
+    with pytest.raises(IterationParamsError) as err:
+        iteration_params_clean(
+            {"batch_size": 0, "spy_fraction": 0.9, "em_rounds": "two", "colour": "red"}
+        )
+    assert set(err.value.errors) == {"batch_size", "spy_fraction", "em_rounds", "colour"}
+    with pytest.raises(IterationParamsError, match="n_clusters"):
+        iteration_params_clean({"batch_size": 5, "n_clusters": 10})
+
+
+def test_second_launch_is_refused_with_a_clear_message(loop_dataset, admin_user):
+    dataset, _ = loop_dataset
+    first = iteration_launch(dataset=dataset, user=admin_user, params=FAST)
+    with pytest.raises(IterationAlreadyActive, match="already queued or running"):
+        iteration_launch(dataset=dataset, user=admin_user, params=FAST)
+    assert AuditEvent.objects.filter(verb="iteration.launch").count() == 1
+    assert iteration_cancel(iteration=first, user=admin_user)
+    assert first.status == "cancelled"
+    iteration_launch(dataset=dataset, user=admin_user, params=FAST)  # allowed again
+
+
+def test_embeddings_refused_for_a_dataset_without_events(loop_dataset, admin_user):
+    dataset, _ = loop_dataset
+    with pytest.raises(IterationParamsError, match="no events"):
+        iteration_launch(dataset=dataset, user=admin_user, params={"use_embeddings": True})
+
+
+def test_pipeline_in_process_writes_model_scores_and_batch(loop_dataset, admin_user):
+    dataset, cases = loop_dataset
+    iteration = _queued(dataset, admin_user)
+    result = iteration_execute(iteration_id=iteration.pk)
+    assert result["status"] == "done", Iteration.objects.get(pk=iteration.pk).log
+    iteration.refresh_from_db()
+    dataset.refresh_from_db()
+    version = iteration.model_version
+    assert dataset.current_model == version and version.parent is None
+    folder = Path(version.artifact_dir)
+    for name in ("model.txt", "feature_spec.json", "positives.parquet", "scores.npy"):
+        assert (folder / name).exists(), name
+    assert not list(folder.parent.glob(".staging-*"))
+    # Scores in the database are the model's scores, ranked into percentiles.
+    scores = np.load(folder / "scores.npy")
+    db_scores = np.array(
+        Case.objects.filter(dataset=dataset).order_by("row").values_list("score", flat=True)
+    )
+    np.testing.assert_allclose(db_scores, scores, rtol=1e-6)
+    top = Case.objects.filter(dataset=dataset).order_by("-score").first()
+    assert top.score_percentile == pytest.approx(100.0)
+    # The model ranks the known positives (the seed rule's pattern) at the top.
+    seeds = cases["seed_positive"].to_numpy() == 1
+    assert np.median(scores[seeds]) > np.quantile(scores[~seeds], 0.95)
+    # The batch: offerable cases only, now shown, spread over clusters.
+    items = BatchItem.objects.filter(iteration=iteration).select_related("case")
+    assert items.count() == FAST["batch_size"]
+    assert all(item.case.pool_state == "shown" and not item.case.seed_positive for item in items)
+    assert len({item.cluster for item in items}) >= 2
+    m = iteration.metrics
+    assert m["positives"] == int(cases.seed_positive.sum())
+    assert m["reliable_negatives"] > 0 and 0 < m["spy_threshold"] < 1
+    assert sum(m["score_histogram"]["counts"]) == len(cases)
+    assert set(m["stage_seconds"]) >= {"load", "features", "train", "score", "select"}
+    assert AuditEvent.objects.filter(verb="model.current", target_id=str(version.pk)).exists()
+
+
+def test_stage_that_raises_fails_and_keeps_the_previous_model(loop_dataset):
+    dataset, _ = loop_dataset
+    first = _queued(dataset)
+    iteration_execute(iteration_id=first.pk)
+    dataset.refresh_from_db()
+    v1 = dataset.current_model
+    shown_before = Case.objects.filter(dataset=dataset, pool_state="shown").count()
+    bad = _queued(dataset, spy_fraction=0.5)
+    # A LightGBM parameter it refuses makes the train stage raise.
+    Iteration.objects.filter(pk=bad.pk).update(params={**bad.params, "n_estimators": -3})
+    result = iteration_execute(iteration_id=bad.pk)
+    bad.refresh_from_db()
+    dataset.refresh_from_db()
+    assert result["status"] == "failed" and bad.status == "failed"
+    assert bad.error and "Traceback" in bad.log
+    assert dataset.current_model == v1
+    assert ModelVersion.objects.filter(dataset=dataset).count() == 1
+    assert Case.objects.filter(dataset=dataset, pool_state="shown").count() == shown_before
+    assert not list(Path(v1.artifact_dir).parent.glob(".staging-*"))
+    # Safe to run twice: the task delivered again for a finished iteration does nothing.
+    assert iteration_execute(iteration_id=bad.pk)["status"] == "failed"
+
+
+def test_stale_heartbeat_is_reaped(loop_dataset):
+    dataset, _ = loop_dataset
+    iteration = _queued(dataset)
+    Iteration.objects.filter(pk=iteration.pk).update(
+        status="running", started_at=pd.Timestamp("2020-01-01", tz="UTC"), stage="train"
+    )
+    assert iteration_reap_stale(dataset=dataset) == 1
+    iteration.refresh_from_db()
+    assert iteration.status == "failed" and "worker lost" in iteration.error
+
+
+def test_chunked_scoring_rebuilds_features_like_the_standalone_scorer(loop_dataset):
+    dataset, cases = loop_dataset
+    iteration = _queued(dataset)
+    iteration_execute(iteration_id=iteration.pk)
+    folder = Path(Iteration.objects.get(pk=iteration.pk).model_version.artifact_dir)
+    expected = np.load(folder / "scores.npy")
+    # A helper worker scores a chunk from the snapshot and the stored spec and positives alone.
+    (folder / "scores").mkdir()
+    inputs = {"snapshot": dataset.snapshot_dir, "embeddings": None}
+    (folder / "inputs.json").write_text(json.dumps(inputs))
+    parts = [score_chunk(folder, a, b) for a, b in chunk_plan(len(cases), 700)]
+    np.testing.assert_allclose(np.concatenate(parts), expected, rtol=1e-6)
+    # And build_matrix over the raw file gives the same matrix for the same rows.
+    spec = FeatureSpec.load(folder / "feature_spec.json")
+    positives = pd.read_parquet(folder / "positives.parquet")
+    X = build_matrix(spec, cases.iloc[:10], positives=positives)
+    assert X.shape == (10, len(spec.feature_names))
+
+
+def test_promote_and_rollback_rewrite_scores_and_audit(loop_dataset, admin_user):
+    dataset, _ = loop_dataset
+    for params in ({}, {"n_estimators": 60, "random_state": 3}):
+        it = _queued(dataset, **params)
+        iteration_execute(iteration_id=it.pk)
+    dataset.refresh_from_db()
+    v2 = dataset.current_model
+    v1 = v2.parent
+    assert v1 is not None
+    model_version_rollback(dataset=dataset, user=admin_user)
+    dataset.refresh_from_db()
+    assert dataset.current_model == v1
+    first = Case.objects.get(dataset=dataset, row=0)
+    assert first.score == pytest.approx(float(np.load(Path(v1.artifact_dir) / "scores.npy")[0]))
+    model_version_promote(version=v2, user=admin_user)
+    dataset.refresh_from_db()
+    assert dataset.current_model == v2
+    verbs = list(AuditEvent.objects.filter(dataset=dataset).values_list("verb", flat=True))
+    assert "model.rollback" in verbs and "model.promote" in verbs
+
+
+# -- pages ---------------------------------------------------------------------------------------
+def test_launch_page_permissions_and_validation(loop_dataset, admin_client, expert_client):
+    dataset, _ = loop_dataset
+    url = reverse("iteration-launch", args=[dataset.name])
+    assert expert_client.get(url).status_code == 403
+    page = admin_client.get(url)
+    assert page.status_code == 200 and b"spy_quantile" in page.content
+    bad = admin_client.post(url, {**FAST, "batch_size": 0, "use_embeddings": ""})
+    assert bad.status_code == 200 and b"must be at least" in bad.content
+    assert not Iteration.objects.exists()
+    ok = admin_client.post(url, {**FAST})
+    assert ok.status_code == 302
+    again = admin_client.post(url, {**FAST}, follow=True)
+    assert b"already queued or running" in again.content
+
+
+def test_iteration_pages_show_progress_metrics_and_history(
+    loop_dataset, admin_client, expert_client, outsider_client
+):
+    dataset, _ = loop_dataset
+    iteration = _queued(dataset)
+    iteration_execute(iteration_id=iteration.pk)
+    page = reverse("iteration-detail", args=[iteration.pk])
+    assert outsider_client.get(page).status_code == 403
+    response = expert_client.get(page)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Spy threshold" in body and "<svg" in body and "Reliable negatives" in body
+    fragment = expert_client.get(reverse("iteration-progress", args=[iteration.pk]))
+    assert fragment.status_code == 200 and b"done" in fragment.content
+    listing = expert_client.get(reverse("iteration-list", args=[dataset.name]))
+    assert listing.status_code == 200 and b"<svg" in listing.content
+    assert expert_client.post(reverse("iteration-cancel", args=[iteration.pk])).status_code == 403
+
+
+def test_model_pages_compare_promote_rollback(loop_dataset, admin_client, expert_client):
+    dataset, _ = loop_dataset
+    for params in ({}, {"n_estimators": 60}):
+        iteration_execute(iteration_id=_queued(dataset, **params).pk)
+    dataset.refresh_from_db()
+    v2 = dataset.current_model
+    v1 = v2.parent
+    listing = expert_client.get(reverse("model-list", args=[dataset.name]))
+    assert listing.status_code == 200 and b"current" in listing.content
+    detail = expert_client.get(reverse("model-detail", args=[v2.pk]))
+    assert detail.status_code == 200 and b"Lineage" in detail.content
+    compare_url = reverse("model-compare", args=[dataset.name])
+    compare = expert_client.get(compare_url, {"a": v1.pk, "b": v2.pk})
+    assert compare.status_code == 200 and b"n_estimators" in compare.content
+    assert expert_client.post(reverse("model-promote", args=[v1.pk])).status_code == 403
+    assert admin_client.post(reverse("model-rollback", args=[dataset.name])).status_code == 302
+    dataset.refresh_from_db()
+    assert dataset.current_model == v1
+    assert admin_client.post(reverse("model-promote", args=[v2.pk])).status_code == 302
+    dataset.refresh_from_db()
+    assert dataset.current_model == v2
+
+
+def test_embeddings_pretrain_once_then_reused(transactional_db, tmp_path, settings):
+    """A dataset with events: the first run pretrains an encoder, the next one reuses it."""
+    from labelapp.services.imports import dataset_import
+    from tests.labelapp.factories import make_dataset_dir
+
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.LOOP_THREADS = 1
+    settings.LOOP_WORKER_NICE = 0
+    folder = make_dataset_dir(tmp_path, n_cases=600, seed=1, name="withevents")
+    dataset = dataset_import(name="withevents", source_dir=folder)
+    params = {**FAST, "use_embeddings": True, "encoder_minutes": 0.05}
+    first = _queued(dataset, **params)
+    assert iteration_execute(iteration_id=first.pk)["status"] == "done", first.log
+    first.refresh_from_db()
+    assert "stage pretrain" in first.log and "stage embed" in first.log
+    version = first.model_version
+    spec = FeatureSpec.load(Path(version.artifact_dir) / "feature_spec.json")
+    assert spec.embedding_dim > 0 and spec.sequence_length
+    assert (Path(version.artifact_dir) / "encoder.pt").exists()
+    assert sum(name.startswith("emb_") for name in version.feature_names) == spec.embedding_dim
+
+    second = _queued(dataset, **params)
+    assert iteration_execute(iteration_id=second.pk)["status"] == "done"
+    second.refresh_from_db()
+    assert "stage pretrain" not in second.log and "reusing encoder" in second.log

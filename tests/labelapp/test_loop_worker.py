@@ -1,0 +1,210 @@
+"""The loop end to end through real Celery workers (Redis + PostgreSQL where configured).
+
+import -> launch -> done -> batch assigned -> experts answer -> the next iteration uses the
+answers; a stage that raises and a worker killed mid-training both leave the previous model
+current, a retry succeeds and no label is lost.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from django.core.management import call_command
+
+from labelapp.models import BatchItem, Case, Iteration, Label, ModelVersion
+from labelapp.services.imports import dataset_import
+from labelapp.services.iterations import iteration_launch, iteration_retry
+from labelapp.services.labels import label_create
+from tests.labelapp.conftest import start_worker, wait_for
+from tests.labelapp.factories import make_dataset_dir
+
+pytestmark = pytest.mark.worker
+
+N_CASES = 2500
+FAST = {
+    "batch_size": 30,
+    "n_clusters": 3,
+    "pool_size": 150,
+    "n_estimators": 30,
+    "use_embeddings": False,
+}
+WORKER_ENV = {
+    "LOOP_THREADS": "1",
+    "LOOP_WORKER_NICE": "0",
+    "ITERATION_HEARTBEAT_STALE_S": "5",
+}
+
+
+def _worker(queue: str, pool: str = "solo") -> subprocess.Popen:
+    from labelapp.tasks.system import ping
+
+    proc = start_worker(queue, pool=pool, extra_env=WORKER_ENV)
+    ping.apply_async(args=[1], queue=queue).get(timeout=90)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def loop_worker(transactional_db, celery_queue) -> Iterator[subprocess.Popen]:
+    proc = _worker(celery_queue)
+    yield proc
+    _stop(proc)
+
+
+@pytest.fixture
+def imported(transactional_db, tmp_path):
+    folder = make_dataset_dir(tmp_path, n_cases=N_CASES, seed=3, name="loopworker")
+    return dataset_import(name="loopworker", source_dir=folder)
+
+
+def _wait_ended(iteration: Iteration, timeout: float = 120) -> Iteration:
+    def ended():
+        iteration.refresh_from_db()
+        return iteration.status in ("done", "failed", "cancelled")
+
+    wait_for(ended, timeout=timeout, what=f"iteration {iteration.pk} to end")
+    return iteration
+
+
+def _truth(dataset) -> dict[int, int]:
+    import pandas as pd
+
+    from labelapp.selectors.datasets import snapshot_dir_for
+
+    cases = pd.read_parquet(snapshot_dir_for(dataset) / "cases.parquet", columns=["row", "label"])
+    return dict(zip(cases["row"], cases["label"], strict=True))
+
+
+def _answer_batch(iteration: Iteration, expert, truth: dict[int, int]) -> dict[str, set[int]]:
+    """A precision-first expert: confirms true positives, "not confirmed" for the rest."""
+    answered: dict[str, set[int]] = {"confirmed": set(), "not_confirmed": set()}
+    for item in iteration.batch.select_related("case"):
+        answer = "confirmed" if truth[item.case.row] else "not_confirmed"
+        label_create(user=expert, case=item.case, answer=answer, batch_item=item)
+        answered[answer].add(item.case_id)
+    return answered
+
+
+def test_two_iterations_close_the_loop(loop_worker, imported, admin_user, expert_user):
+    dataset = imported
+    first = _wait_ended(iteration_launch(dataset=dataset, user=admin_user, params=FAST))
+    assert first.status == "done", first.log
+    dataset.refresh_from_db()
+    v1 = first.model_version
+    assert dataset.current_model == v1
+    assert "stage score" in first.log and first.progress_done == first.progress_total
+    assert not Case.objects.filter(dataset=dataset, score__isnull=True).exists()
+    batch1 = list(first.batch.select_related("case"))
+    assert len(batch1) == FAST["batch_size"]
+    assert {item.case.pool_state for item in batch1} == {"shown"}
+    assert all(item.status == "open" and item.assigned_to is None for item in batch1)
+
+    answered = _answer_batch(first, expert_user, _truth(dataset))
+    assert answered["confirmed"], "the first batch should confirm some positives"
+    n_labels = Label.objects.count()
+
+    second = _wait_ended(iteration_launch(dataset=dataset, user=admin_user, params=FAST))
+    assert second.status == "done", second.log
+    dataset.refresh_from_db()
+    v2 = second.model_version
+    assert dataset.current_model == v2 and v2.parent == v1
+    # P grew by the confirmed cases, and the new model was trained with them.
+    assert second.metrics["positives"] == first.metrics["positives"] + len(answered["confirmed"])
+    assert v2.data_snapshot["labels_used"] == len(batch1)
+    assert second.metrics["previous_batch"]["confirmed"] == len(answered["confirmed"])
+    # Not-confirmed (and every other already shown) case is never offered again.
+    batch2 = set(second.batch.values_list("case_id", flat=True))
+    assert len(batch2) == FAST["batch_size"]
+    assert not batch2 & answered["not_confirmed"]
+    assert not batch2 & {item.case_id for item in batch1}
+    assert Label.objects.count() == n_labels
+
+
+def test_stage_that_raises_then_retry(loop_worker, imported, admin_user, expert_user):
+    dataset = imported
+    # The shell's way in: run_iteration --wait ends with one JSON line.
+    out = io.StringIO()
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    call_command("run_iteration", "--dataset", dataset.name, "--wait", *flags, stdout=out)
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["batch_size"] == FAST["batch_size"]
+    first = Iteration.objects.get(pk=summary["iteration"])
+    assert first.model_version_id == summary["model_version"] and summary["seconds"] > 0
+    _answer_batch(first, expert_user, _truth(dataset))
+    n_labels = Label.objects.count()
+    states = dict(Case.objects.filter(dataset=dataset).values_list("id", "pool_state"))
+
+    from labelapp.selectors.datasets import snapshot_dir_for
+
+    snapshot = snapshot_dir_for(dataset) / "cases.parquet"
+    original = snapshot.read_bytes()
+    snapshot.write_bytes(b"not a parquet file" + original[:1000])  # a corrupt snapshot
+    try:
+        failed = _wait_ended(iteration_launch(dataset=dataset, user=admin_user, params=FAST))
+    finally:
+        snapshot.write_bytes(original)
+    assert failed.status == "failed"
+    assert failed.error and "Traceback" in failed.log and "stage load" in failed.log
+    dataset.refresh_from_db()
+    assert dataset.current_model == first.model_version
+    assert ModelVersion.objects.filter(dataset=dataset).count() == 1
+    assert not failed.batch.exists()
+    assert dict(Case.objects.filter(dataset=dataset).values_list("id", "pool_state")) == states
+
+    retry = _wait_ended(iteration_retry(iteration=failed, user=admin_user))
+    assert retry.status == "done", retry.log
+    assert retry.retry_of == failed and retry.params == failed.params
+    dataset.refresh_from_db()
+    assert dataset.current_model == retry.model_version
+    assert retry.model_version.parent == first.model_version
+    assert Label.objects.count() == n_labels
+
+
+def test_worker_killed_mid_training(transactional_db, celery_queue, imported, admin_user):
+    dataset = imported
+    proc = _worker(celery_queue, pool="prefork")
+    try:
+        first = _wait_ended(iteration_launch(dataset=dataset, user=admin_user, params=FAST))
+        assert first.status == "done", first.log
+        # Many trees and EM rounds: training lasts long enough to be killed in the middle of it.
+        slow = {**FAST, "n_estimators": 600, "em_rounds": 3, "random_state": 1}
+        doomed = iteration_launch(dataset=dataset, user=admin_user, params=slow)
+
+        def training():
+            doomed.refresh_from_db()
+            assert doomed.status in ("queued", "running"), doomed.log
+            return doomed.stage == "train"
+
+        wait_for(training, timeout=90, interval=0.05, what="the train stage")
+        child = int(re.search(r"started on \S+ pid (\d+)", doomed.log).group(1))
+        assert child != proc.pid  # the pool's child process, not the worker's main process
+        os.kill(child, signal.SIGKILL)
+
+        doomed = _wait_ended(doomed, timeout=90)
+        assert doomed.status == "failed"
+        assert "worker lost" in doomed.error
+        dataset.refresh_from_db()
+        assert dataset.current_model == first.model_version
+        assert ModelVersion.objects.filter(dataset=dataset).count() == 1
+        assert not BatchItem.objects.filter(iteration=doomed).exists()
+
+        retry = _wait_ended(iteration_retry(iteration=doomed, user=admin_user), timeout=180)
+        assert retry.status == "done", retry.log
+        dataset.refresh_from_db()
+        assert dataset.current_model == retry.model_version
+    finally:
+        _stop(proc)

@@ -1,0 +1,155 @@
+"""Pages of the foundation: the dataset list and detail with counts, the import upload page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+from labelapp.models import Case, Dataset, PoolState
+from labelapp.services.imports import dataset_import
+from tests.labelapp.conftest import start_worker, wait_for
+from tests.labelapp.factories import make_dataset_dir
+
+
+@pytest.fixture
+def folders(settings, tmp_path) -> Path:
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.UPLOADS_DIR = tmp_path / "uploads"
+    return tmp_path
+
+
+def upload_payload(folder: Path, name: str, **extra) -> dict:
+    payload = {"name": name, **extra}
+    for role in ("cases", "events"):
+        for path in folder.glob(f"{role}.*"):
+            payload[role] = open(path, "rb")  # noqa: SIM115 (closed by the test client)
+    schema = folder / "schema.json"
+    if schema.exists():
+        payload["schema"] = open(schema, "rb")  # noqa: SIM115
+    return payload
+
+
+@pytest.mark.django_db
+class TestUploadPage:
+    def test_expert_and_outsider_cannot_reach_it(self, expert_client, outsider_client):
+        for c in (expert_client, outsider_client):
+            assert c.get(reverse("dataset-import")).status_code == 403
+            assert c.post(reverse("dataset-import"), {"name": "x"}).status_code == 403
+
+    def test_anonymous_is_sent_to_login(self, client):
+        response = client.get(reverse("dataset-import"))
+        assert response.status_code == 302 and reverse("login") in response["Location"]
+
+    def test_admin_sees_the_form(self, admin_client):
+        response = admin_client.get(reverse("dataset-import"))
+        assert response.status_code == 200
+        assert b'type="file"' in response.content and b'name="cases"' in response.content
+
+    def test_upload_imports_a_small_dataset(self, admin_client, admin_user, folders):
+        folder = make_dataset_dir(folders, n_cases=300, fmt="csv")
+        response = admin_client.post(reverse("dataset-import"), upload_payload(folder, "upl"))
+        assert response.status_code == 302
+        assert response["Location"] == reverse("dataset-detail", args=["upl"])
+        dataset = Dataset.objects.get(name="upl")
+        assert dataset.n_cases == Case.objects.filter(dataset=dataset).count() == 300
+        assert dataset.n_events > 0 and dataset.created_by == admin_user
+        # The uploaded data files are not kept once imported (the snapshot has the data).
+        assert not list((folders / "uploads").glob("*/cases.*"))
+
+    def test_upload_shows_the_report_and_writes_nothing(self, admin_client, folders):
+        folder = make_dataset_dir(folders, n_cases=200, fmt="csv")
+        lines = (folder / "cases.csv").read_text().splitlines()
+        lines[5] = lines[2]  # data row 5 repeats data row 2
+        (folder / "cases.csv").write_text("\n".join(lines) + "\n")
+        response = admin_client.post(reverse("dataset-import"), upload_payload(folder, "bad"))
+        assert response.status_code == 400
+        html = response.content.decode()
+        assert "Import rejected" in html and 'data-code="duplicate_case_id"' in html
+        assert "cases.csv" in html
+        assert not Dataset.objects.exists() and not Case.objects.exists()
+
+    def test_wrong_file_type_is_reported(self, admin_client, folders):
+        (folders / "x").mkdir()
+        (folders / "x" / "cases.xlsx").write_bytes(b"PK\x03\x04 not a table")
+        response = admin_client.post(reverse("dataset-import"), upload_payload(folders / "x", "x"))
+        assert response.status_code == 400
+        assert 'data-code="not_csv_or_parquet"' in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_dataset_list_and_detail_show_counts(expert_client, folders):
+    dataset = dataset_import(name="demo", source_dir=make_dataset_dir(folders, n_cases=300))
+    Case.objects.filter(dataset=dataset, row__in=[1, 2]).update(pool_state=PoolState.CONFIRMED)
+    Case.objects.filter(dataset=dataset, row=3).update(pool_state=PoolState.NOT_CONFIRMED)
+    Case.objects.filter(dataset=dataset, row=4).update(pool_state=PoolState.SKIPPED)
+
+    html = expert_client.get(reverse("dataset-list")).content.decode()
+    row = html[html.index('data-dataset="demo"') :]
+    for css, value in (
+        ("n-cases", 300),
+        ("n-seed", dataset.n_seed_positive),
+        ("n-events", dataset.n_events),
+        ("n-labeled", 3),
+    ):
+        assert f'class="num {css}">{value}<' in row
+    assert "Import a dataset" not in html  # experts do not import
+
+    detail = expert_client.get(reverse("dataset-detail", args=["demo"])).content.decode()
+    assert '<dd id="n-cases">300</dd>' in detail and '<dd id="n-labeled">3</dd>' in detail
+    assert "terminal_id" in detail
+
+
+@pytest.mark.worker
+def test_large_upload_imports_in_a_worker_with_progress(
+    admin_client, celery_queue, transactional_db, settings, tmp_path
+):
+    """Above IMPORT_INLINE_MAX_BYTES the page hands the import to a real worker and polls it."""
+    shared = {"ARTIFACTS_DIR": str(tmp_path / "artifacts"), "UPLOADS_DIR": str(tmp_path / "up")}
+    settings.ARTIFACTS_DIR, settings.UPLOADS_DIR = (
+        Path(shared["ARTIFACTS_DIR"]),
+        Path(shared["UPLOADS_DIR"]),
+    )
+    settings.IMPORT_INLINE_MAX_BYTES = 0
+    worker = start_worker(celery_queue, extra_env=shared)
+    try:
+        folder = make_dataset_dir(tmp_path, n_cases=300)
+        response = admin_client.post(reverse("dataset-import"), upload_payload(folder, "big"))
+        assert response.status_code == 302
+        status_url = response["Location"]
+        assert "/datasets/import/" in status_url
+        page = admin_client.get(status_url).content.decode()
+        assert 'hx-trigger="every 1s"' in page  # polls while not done
+        progress_url = status_url + "progress/"
+        wait_for(
+            lambda: "Imported" in admin_client.get(progress_url).content.decode(),
+            timeout=90,
+            what="the worker to import the upload",
+        )
+        final = admin_client.get(progress_url, HTTP_HX_REQUEST="true")
+        assert final["HX-Redirect"] == reverse("dataset-detail", args=["big"])
+        assert "every 1s" not in final.content.decode()  # polling stops
+        assert Dataset.objects.get(name="big").n_cases == 300
+    finally:
+        worker.terminate()
+        worker.wait(timeout=15)
+
+
+@pytest.mark.django_db
+def test_setup_demo_is_safe_to_rerun(folders):
+    from django.contrib.auth import authenticate
+    from django.core.management import call_command
+
+    from labelapp.roles import is_admin, is_expert
+
+    for _ in range(2):
+        call_command("setup_demo", cases=500)
+    dataset = Dataset.objects.get()
+    assert dataset.name == "demo-cards" and dataset.n_cases == 500
+    assert dataset.n_seed_positive > 0 and dataset.n_events == 500
+    admin, expert = (
+        authenticate(username="admin", password="admin"),
+        authenticate(username="expert", password="expert"),
+    )
+    assert is_admin(admin) and is_expert(expert) and not is_admin(expert)

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from learning.sampling import (
+    BatchSelection,
+    random_batch,
+    select_batch,
+    top_score_batch,
+    uncertainty_batch,
+    uncertainty_scores,
+)
+
+
+def blobs(seed=0, per_blob=200, k=5):
+    rng = np.random.RandomState(seed)
+    centers = rng.uniform(-20, 20, size=(k, 3))
+    X = np.vstack([c + rng.randn(per_blob, 3) for c in centers])
+    blob = np.repeat(np.arange(k), per_blob)
+    return X, blob, rng
+
+
+def test_every_cluster_is_represented():
+    X, blob, rng = blobs()
+    # One blob is far more uncertain than the rest: without diversity it would take the batch.
+    scores = np.where(blob == 0, 0.5, rng.uniform(0.3, 0.45, len(blob)))
+    batch = select_batch(
+        scores, X, 20, pool_size=len(X), n_clusters=5, uncertainty="margin", random_state=0
+    )
+    assert isinstance(batch, BatchSelection) and len(batch) == 20
+    assert set(blob[batch.indices]) == set(range(5))
+    assert set(batch.cluster) == set(range(5))
+    # Round robin: each cluster's most uncertain case comes before any cluster's second.
+    assert list(batch.rank_in_cluster[:5]) == [0] * 5
+    plain = uncertainty_batch(scores, X, 20, uncertainty="margin", random_state=0)
+    assert set(blob[plain]) == {0}
+
+
+def test_batch_is_most_uncertain_within_cluster_and_aligned():
+    X, blob, rng = blobs(1)
+    scores = rng.uniform(0, 1, len(X))
+    batch = select_batch(scores, X, 10, n_clusters=5, uncertainty="margin", random_state=0)
+    u = uncertainty_scores(scores, kind="margin")
+    np.testing.assert_allclose(batch.uncertainty, u[batch.indices])
+    assert len(batch.reason) == len(batch.indices) == len(batch.cluster)
+    assert len(set(batch.indices)) == len(batch.indices)
+    # Every pick is among the pool of the most uncertain (default pool_size = 10 * n).
+    cutoff = np.sort(u)[::-1][10 * 10 - 1]
+    assert (u[batch.indices] >= cutoff).all()
+
+
+def test_candidate_mask_and_top_score_share():
+    X, _, rng = blobs(2)
+    scores = rng.uniform(0, 1, len(X))
+    mask = np.ones(len(X), bool)
+    mask[np.argsort(-scores)[:10]] = False  # the 10 best were shown already
+    batch = select_batch(
+        scores, X, 20, candidate_mask=mask, top_score_share=0.5, n_clusters=4, random_state=0
+    )
+    assert mask[batch.indices].all()
+    top = batch.indices[batch.cluster == -1]
+    assert len(top) == 10
+    np.testing.assert_array_equal(top, np.argsort(-scores)[10:20])
+    assert all(r.startswith("top score") for r in np.asarray(batch.reason)[batch.cluster == -1])
+
+
+def test_threshold_uncertainty_defaults_to_top_fraction_boundary():
+    scores = np.linspace(0, 1, 1001)
+    u = uncertainty_scores(scores, kind="threshold", threshold=0.99)
+    assert np.argmax(u) == 990
+    picked = uncertainty_batch(scores, None, 5, top_fraction=0.01, random_state=0)
+    assert set(picked) <= set(range(985, 996))
+    ent = uncertainty_scores(np.array([0.0, 0.5, 1.0]), kind="entropy")
+    np.testing.assert_allclose(ent, [0, 1, 0], atol=1e-9)
+    with pytest.raises(ValueError):
+        uncertainty_scores(scores, kind="threshold")
+
+
+def test_baselines_and_determinism():
+    X, _, rng = blobs(3)
+    scores = rng.uniform(0, 1, len(X))
+    np.testing.assert_array_equal(top_score_batch(scores, X, 5), np.argsort(-scores)[:5])
+    a = random_batch(scores, X, 30, random_state=7)
+    assert len(set(a)) == 30
+    np.testing.assert_array_equal(a, random_batch(scores, X, 30, random_state=7))
+    b1 = select_batch(scores, X, 25, n_clusters=5, random_state=5)
+    b2 = select_batch(scores, X, 25, n_clusters=5, random_state=5)
+    np.testing.assert_array_equal(b1.indices, b2.indices)
+    np.testing.assert_array_equal(b1.cluster, b2.cluster)

@@ -146,6 +146,7 @@ def _ensure_batch(dataset, *, size: int):
             for i, (pk, score) in enumerate(cases)
         )
         Case.objects.filter(pk__in=[pk for pk, _ in cases]).update(pool_state=PoolState.SHOWN)
+    dataset.__dict__.pop("_current_batch_iteration", None)  # it has a batch now
     return iteration
 
 
@@ -256,19 +257,21 @@ IDEMPOTENCY = re.compile(r'name="idempotency_key" value="([0-9a-f]+)"')
 CASE_PK = re.compile(r'data-case="(\d+)"')
 
 
-SERVER_TIMING = re.compile(r"app;dur=([0-9.]+)")
+SERVER_TIMING = re.compile(r"app;dur=([0-9.]+), cpu;dur=([0-9.]+)")
 
 
-def _timed(call, server_times: list[float] | None = None) -> tuple[float, Any]:
-    """Client wall time of one request in ms; the server's own ``Server-Timing`` is collected."""
+def _timed(call, server: tuple[list[float], list[float]] | None = None) -> tuple[float, Any]:
+    """Client wall time of one request in ms; the server's ``Server-Timing`` (wall, CPU) is
+    appended to ``server``."""
     start = time.perf_counter()
     response = call()
     elapsed = (time.perf_counter() - start) * 1000.0
     if response.status_code >= 400:
         raise RuntimeError(f"{response.request.method} {response.url}: {response.status_code}")
     match = SERVER_TIMING.search(response.headers.get("Server-Timing", ""))
-    if server_times is not None and match:
-        server_times.append(float(match.group(1)))
+    if server is not None and match:
+        server[0].append(float(match.group(1)))
+        server[1].append(float(match.group(2)))
     return elapsed, response
 
 
@@ -287,13 +290,14 @@ def _measure(base: str, dataset, users: dict[str, Any], *, n_requests: int) -> d
     pages = ("queue", "case", "next_case", "answer", "undo")
     client_ms: dict[str, list[float]] = {k: [] for k in pages}
     server_ms: dict[str, list[float]] = {k: [] for k in pages}
+    server_cpu_ms: dict[str, list[float]] = {k: [] for k in pages}
     queue_url = f"{base}/datasets/{dataset.name}/queue/"
     next_url = f"{base}/datasets/{dataset.name}/queue/next/"
     undo_url = f"{base}/datasets/{dataset.name}/queue/undo/"
 
     def record(page: str, i: int, call) -> Any:
         kept = i >= WARMUP
-        ms, response = _timed(call, server_ms[page] if kept else None)
+        ms, response = _timed(call, (server_ms[page], server_cpu_ms[page]) if kept else None)
         if kept:
             client_ms[page].append(ms)
         return response
@@ -346,6 +350,7 @@ def _measure(base: str, dataset, users: dict[str, Any], *, n_requests: int) -> d
     return {
         "pages": {page: _percentiles(client_ms[page]) for page in pages},
         "server_view_ms": {page: _percentiles(server_ms[page]) for page in pages},
+        "server_cpu_ms": {page: _percentiles(server_cpu_ms[page]) for page in pages},
         "cold_first_case_page_ms": round(cold, 1),
     }
 
@@ -363,8 +368,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def _queries_per_page(dataset, users: dict[str, Any]) -> dict[str, int]:
-    """SQL queries per request, counted in-process with Django's test client."""
+def _queries_per_page(dataset, users: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """SQL per request, counted in-process with Django's test client.
+
+    ``db_ms`` is the database's own planning + execution time of the request's SELECTs, from
+    ``EXPLAIN ANALYZE`` (PostgreSQL only): the part of the page's time that is the database's
+    work rather than waiting for a busy machine.
+    """
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -376,20 +386,38 @@ def _queries_per_page(dataset, users: dict[str, Any]) -> dict[str, int]:
     BatchItem.objects.filter(assigned_to=users["expert"]).update(
         assigned_to=None, lease_expires_at=None
     )
-    counts = {}
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.post(
+    requests = {
+        "next_case": lambda: client.post(
             f"/datasets/{dataset.name}/queue/next/", HTTP_HX_REQUEST="true", HTTP_HOST="localhost"
-        )
-    counts["next_case"] = len(ctx.captured_queries)
-    case_pk = CASE_PK.search(response.content.decode()).group(1)
-    with CaptureQueriesContext(connection) as ctx:
-        client.get(f"/cases/{case_pk}/", HTTP_HOST="localhost")
-    counts["case"] = len(ctx.captured_queries)
-    with CaptureQueriesContext(connection) as ctx:
-        client.get(f"/datasets/{dataset.name}/queue/", HTTP_HOST="localhost")
-    counts["queue"] = len(ctx.captured_queries)
-    return counts
+        ),
+        "case": lambda: client.get(f"/cases/{case_pk}/", HTTP_HOST="localhost"),
+        "queue": lambda: client.get(f"/datasets/{dataset.name}/queue/", HTTP_HOST="localhost"),
+    }
+    out: dict[str, dict[str, float]] = {}
+    case_pk = None
+    for page, call in requests.items():
+        with CaptureQueriesContext(connection) as ctx:
+            response = call()
+        if case_pk is None:
+            case_pk = CASE_PK.search(response.content.decode()).group(1)
+        out[page] = {"queries": len(ctx.captured_queries)}
+        if connection.vendor == "postgresql":
+            out[page]["db_ms"] = round(_explain_ms(connection, ctx.captured_queries), 2)
+    return out
+
+
+def _explain_ms(connection, queries: list[dict[str, str]]) -> float:
+    total = 0.0
+    with connection.cursor() as cursor:
+        for query in queries:
+            sql = query["sql"]
+            if not sql.lstrip().upper().startswith("SELECT"):
+                continue
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            total += plan[0]["Planning Time"] + plan[0]["Execution Time"]
+    return total
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -398,13 +426,24 @@ def _print_table(report: dict[str, Any]) -> None:
         f"{report['database']}), {report['requests_per_page']} requests per page, "
         f"load average {report['load_average']}"
     )
-    print(
-        f"{'page':<10} {'client p50/p95/p99 ms':>24} {'server p50/p95/p99 ms':>24} {'queries':>8}"
+    head = (
+        "page",
+        "client p50/p95/p99",
+        "server p50/p95/p99",
+        "server CPU p50/p95",
+        "SQL",
+        "db ms",
     )
+    print(f"{head[0]:<10} {head[1]:>22} {head[2]:>22} {head[3]:>19} {head[4]:>4} {head[5]:>6}")
     for page, c in report["pages"].items():
         v = report["server_view_ms"][page]
-        queries = report.get("queries", {}).get(page, "")
+        u = report["server_cpu_ms"][page]
+        q = report.get("queries", {}).get(page, {})
         client = f"{c['p50_ms']}/{c['p95_ms']}/{c['p99_ms']}"
         server = f"{v.get('p50_ms')}/{v.get('p95_ms')}/{v.get('p99_ms')}"
-        print(f"{page:<10} {client:>24} {server:>24} {queries:>8}")
+        cpu = f"{u.get('p50_ms')}/{u.get('p95_ms')}"
+        print(
+            f"{page:<10} {client:>22} {server:>22} {cpu:>19} "
+            f"{q.get('queries', ''):>4} {q.get('db_ms', ''):>6}"
+        )
     print(f"first case page of a fresh server: {report['cold_first_case_page_ms']} ms")

@@ -78,7 +78,7 @@ def queue_next_case(*, user: Any, dataset: Dataset) -> BatchItem | None:
         )
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        item = candidates.select_related("case").first()
+        item = candidates.select_related("case__dataset__current_model", "iteration").first()
         if item is None:
             return None
         item.assigned_to = user

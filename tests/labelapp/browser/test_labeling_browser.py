@@ -30,8 +30,10 @@ sync_api = pytest.importorskip(
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
+def fast_hashing_and_own_artifacts(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Snapshots of datasets made here must not meet those of a development database.
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ class NeighborFlagResult:
     nearest_clean_distance: np.ndarray
 
 
-def default_oof_estimator(random_state: int = 0, n_jobs: int | None = None):
+def default_oof_estimator(random_state: int = 0, n_jobs: int = 1):
     """A small, strongly regularised LightGBM classifier for out-of-fold P-vs-U probabilities.
 
     Confident learning compares each positive's score with class means, so it needs smooth,
@@ -137,6 +137,7 @@ def out_of_fold_scores(
     estimator=None,
     n_splits: int = 5,
     sample_weight=None,
+    max_unlabeled: int | None = None,
     random_state: int = 0,
 ) -> np.ndarray:
     """Score every case with a model that never saw its label (K-fold cross-fitting).
@@ -151,6 +152,9 @@ def out_of_fold_scores(
         :func:`default_oof_estimator` (plain P vs U, a calibrated ``P(s=1 | x)``).
     n_splits : int
     sample_weight : array-like of float, shape (n_samples,), optional
+    max_unlabeled : int, optional
+        Cross-fit on every positive and a random sample of this many unlabeled cases; the other
+        unlabeled cases (never trained on) get the mean score of the fold models.
     random_state : int
 
     Returns
@@ -161,16 +165,28 @@ def out_of_fold_scores(
     s = np.asarray(s).astype(int)
     if estimator is None:
         estimator = default_oof_estimator(random_state)
-    n_splits = max(2, min(n_splits, int(s.sum()), int((1 - s).sum())))
+    rng = np.random.default_rng(random_state)
+    unlabeled = np.flatnonzero(s == 0)
+    fit_rows = np.arange(len(s))
+    rest = np.array([], dtype=np.int64)
+    if max_unlabeled is not None and len(unlabeled) > max_unlabeled:
+        kept = rng.choice(unlabeled, size=max_unlabeled, replace=False)
+        fit_rows = np.sort(np.concatenate([np.flatnonzero(s == 1), kept]))
+        rest = np.setdiff1d(unlabeled, kept)
+    s_fit = s[fit_rows]
+    n_splits = max(2, min(n_splits, int(s_fit.sum()), int((1 - s_fit).sum())))
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     scores = np.zeros(len(s), dtype=np.float64)
-    for train, test in folds.split(np.zeros(len(s)), s):
+    for train, test in folds.split(np.zeros(len(fit_rows)), s_fit):
         model = clone(estimator)
         fit_kwargs = {}
         if sample_weight is not None:
-            fit_kwargs["sample_weight"] = np.asarray(sample_weight)[train]
-        model.fit(_rows(X, train), s[train], **fit_kwargs)
-        scores[test] = model.predict_proba(_rows(X, test))[:, 1]
+            fit_kwargs["sample_weight"] = np.asarray(sample_weight)[fit_rows[train]]
+        model.fit(_rows(X, fit_rows[train]), s_fit[train], **fit_kwargs)
+        scores[fit_rows[test]] = model.predict_proba(_rows(X, fit_rows[test]))[:, 1]
+        for start in range(0, len(rest), 200_000):
+            part = rest[start : start + 200_000]
+            scores[part] += model.predict_proba(_rows(X, part))[:, 1] / n_splits
     return scores
 
 

@@ -21,4 +21,6 @@ urlpatterns = [
     path("", include(iteration_views.urlpatterns)),
     path("", include(model_views.urlpatterns)),
     path("", include("labelapp.views.labeling_urls")),
+    path("", include("labelapp.views.similar")),
+    path("", include("labelapp.views.label_audit")),
 ]

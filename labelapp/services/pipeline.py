@@ -647,6 +647,8 @@ def stage_finalize(run: Run) -> None:
             run.metrics["batch_size"] = n_batch
             previous = dataset.current_model_id
             Dataset.objects.filter(pk=dataset.pk).update(current_model=version)
+            # The similar-cases panel needs the new version's neighbour index (issue 8).
+            transaction.on_commit(lambda version_id=version.pk: _neighbor_index_enqueue(version_id))
             rep.finish_stage()
             run.metrics["stage_seconds"] = dict(run.reporter.stage_seconds)
             Iteration.objects.filter(pk=iteration.pk).update(
@@ -680,6 +682,12 @@ def stage_finalize(run: Run) -> None:
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
+
+
+def _neighbor_index_enqueue(version_id: int) -> None:
+    from labelapp.tasks.neighbors import neighbor_index_build_task
+
+    neighbor_index_build_task.delay(version_id)
 
 
 _VERSION_METRICS = (

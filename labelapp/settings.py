@@ -136,15 +136,15 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # larger uploads stream to a tem
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_dir = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for _folder in ("queue", "processed", "control"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-    for _folder in (VAR_DIR / "results",):
+    _broker_folders = ("queue", "processed", "control")
+    for _folder in [_broker_dir / f for f in _broker_folders] + [VAR_DIR / "results"]:
         _folder.mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange tables under var/, not a "control" folder in the current directory.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
@@ -220,5 +220,7 @@ LOGGING = {
 # --- The loop: iteration heartbeats (a worker silent for longer is presumed dead) -------------
 ITERATION_HEARTBEAT_INTERVAL_S = float(env_str("ITERATION_HEARTBEAT_INTERVAL_S", "2"))
 ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30"))
-# LightGBM threads of a training worker (0: LightGBM's default, all cores).
-LOOP_LIGHTGBM_THREADS = env_int("LOOP_LIGHTGBM_THREADS", 0)
+# Threads of LightGBM and torch in an iteration (0: the libraries' defaults, all cores).
+LOOP_THREADS = env_int("LOOP_THREADS", 0)
+# Niceness a worker takes on when it runs an iteration: pages stay responsive while it trains.
+LOOP_WORKER_NICE = env_int("LOOP_WORKER_NICE", 10)

@@ -23,4 +23,6 @@ urlpatterns = [
     path("", include(model_export.urlpatterns)),
     path("", include("labelapp.views.labeling_urls")),
     path("api/", include("labelapp.api.urls")),
+    path("", include("labelapp.views.similar")),
+    path("", include("labelapp.views.label_audit")),
 ]

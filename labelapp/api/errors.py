@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import ObjectDoesNotExist
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -76,6 +77,11 @@ def _flatten(errors: Any, prefix: str = "") -> list[str]:
 
 
 def _from_django(exc: Exception) -> Exception:
+    if isinstance(exc, DataError):
+        # Input the database cannot store (out-of-range numbers, NUL characters in text).
+        return exceptions.ValidationError(
+            {"non_field_errors": [f"a value cannot be stored: {str(exc).splitlines()[0]}"]}
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         return exceptions.ValidationError(detail=detail)

@@ -10,7 +10,13 @@ from labelapp.api import auth, cases, datasets, iterations, labels, models, scor
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(
+            url_name="api-schema", template_name="labelapp/api_redoc.html"
+        ),
+        name="api-redoc",
+    ),
     path("auth/token/", auth.TokenApi.as_view(), name="api-token"),
     path("me/", auth.MeApi.as_view(), name="api-me"),
     # datasets ("import" is a reserved dataset name)

@@ -265,6 +265,8 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
         "- Label-derived features count the positives known at training time "
         "(positives.parquet); new confirmations are not seen until the next model.",
         "- Performance was measured on the data above; data drift needs re-measuring.",
+        "- positives.parquet holds the identifiers and times of the known positives (the "
+        "label-derived features need them): treat the bundle as confidential data.",
         "",
         "## How to score outside the app",
         "",

@@ -209,6 +209,14 @@ def test_scoring_matches_stored_scores_and_explains_bad_input(world):
     assert response.status_code == 400 and "model_version or dataset" in response.json()["detail"]
 
 
+def test_a_body_over_the_limit_is_a_json_413(world, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = {"dataset": "toy", "cases": [{"case_id": f"c{i}", "amount": 1.0} for i in range(2000)]}
+    response = world.client("admin").post("/api/score/", body, format="json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "too_large" and "fewer" in response.json()["detail"]
+
+
 # -- import ----------------------------------------------------------------------------------------
 def test_import_rejected_with_a_report(world):
     cases = b"case_id,entity_id,amount\nx1,e1,3.5\nx1,e2,abc\n"

@@ -21,7 +21,7 @@ setup: $(STAMP)
 run: setup
 	$(PY) manage.py migrate --noinput -v0
 	$(PY) manage.py setup_demo $(if $(DATA),--data $(DATA),)
-	bash scripts/run_local.sh $(HOST) $(PORT)
+	PY=$(PY) bash scripts/run_local.sh $(HOST) $(PORT)
 
 ## make worker: a Celery worker on the configured broker (CELERY_BROKER_URL)
 worker: setup

@@ -170,6 +170,7 @@ def label_derived_features(
     columns: list[str] | tuple[str, ...],
     windows_days: list[float] | tuple[float, ...] = (1, 7, 28),
     ts_column: str = "ts",
+    cache: dict | None = None,
 ) -> pd.DataFrame:
     """Count known positives sharing each case's value in trailing windows before its time.
 
@@ -186,6 +187,9 @@ def label_derived_features(
         Known positives (P: seeds and confirmed cases), never the ground truth.
     columns : sequence of str
     windows_days : sequence of float
+    cache : dict, optional
+        Pass the same dict on every call over the same ``cases`` (a loop recomputing the
+        features as P grows): the sort of the cases, which does not depend on P, is kept there.
 
     Returns
     -------
@@ -195,22 +199,33 @@ def label_derived_features(
     positive_mask = np.asarray(positive_mask, dtype=bool)
     if positive_mask.shape != (len(cases),):
         raise ValueError("positive_mask must have one entry per case")
-    seconds = pd.to_datetime(cases[ts_column]).to_numpy(dtype="datetime64[s]").astype(np.int64)
-    seconds = seconds - seconds.min() if len(seconds) else seconds
+    cache = {} if cache is None else cache
+    if "seconds" not in cache:
+        seconds = pd.to_datetime(cases[ts_column]).to_numpy(dtype="datetime64[s]").astype(np.int64)
+        cache["seconds"] = seconds - seconds.min() if len(seconds) else seconds
+    seconds = cache["seconds"]
     # Keys of different values must not overlap even after subtracting the longest window.
     longest = int(max(windows_days, default=0) * 86400)
     span = (int(seconds.max()) if len(seconds) else 0) + longest + 1
     out: dict[str, np.ndarray] = {}
     for col in columns:
-        values = cases[col].to_numpy()
-        if not np.issubdtype(values.dtype, np.integer):
-            values = pd.factorize(values)[0]
-        # One sortable key per (value, time): value * span + seconds. Counting positives in a
-        # window is then two binary searches per case, fully vectorised.
-        key = values.astype(np.int64) * span + seconds
+        if ("key", col, longest) not in cache:
+            values = cases[col].to_numpy()
+            if not np.issubdtype(values.dtype, np.integer):
+                values = pd.factorize(values)[0]
+            # One sortable key per (value, time): value * span + seconds. Counting positives in
+            # a window is then two binary searches per case, fully vectorised. Sorted queries
+            # make searchsorted sequential in memory (much faster on a million cases); shifting
+            # by a window keeps them sorted.
+            key = values.astype(np.int64) * span + seconds
+            order = np.argsort(key, kind="stable")
+            cache[("key", col, longest)] = (key, order, key[order])
+        key, order, sorted_key = cache[("key", col, longest)]
         positive_keys = np.sort(key[positive_mask])
-        upper = np.searchsorted(positive_keys, key, side="left")
+        upper = np.searchsorted(positive_keys, sorted_key, side="left")
         for w in windows_days:
-            lower = np.searchsorted(positive_keys, key - int(w * 86400), side="left")
-            out[f"p_{col}_{w:g}d"] = (upper - lower).astype(np.float32)
+            lower = np.searchsorted(positive_keys, sorted_key - int(w * 86400), side="left")
+            counts = np.empty(len(key), dtype=np.float32)
+            counts[order] = upper - lower
+            out[f"p_{col}_{w:g}d"] = counts
     return pd.DataFrame(out, index=cases.index)

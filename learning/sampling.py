@@ -92,7 +92,17 @@ def _candidates(n_total: int, candidate_mask: np.ndarray | None) -> np.ndarray:
 
 def _top(values: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
     """Positions of the ``k`` largest ``values``, largest first; ties broken by ``tiebreak``."""
-    return np.lexsort((tiebreak, -values))[:k]
+    k = min(k, len(values))
+    if k <= 0:
+        return np.zeros(0, dtype=np.intp)
+    if k < len(values):
+        # Partition first: sorting a million candidates for a batch of 100 is wasted work.
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        shortlist = np.flatnonzero(values >= kth)
+    else:
+        shortlist = np.arange(len(values))
+    order = np.lexsort((tiebreak[shortlist], -values[shortlist]))[:k]
+    return shortlist[order]
 
 
 def random_batch(
@@ -213,7 +223,9 @@ def select_batch(
         f"top score: {scores[i]:.4f}, rank {r + 1} of the offerable cases"
         for r, i in enumerate(top_idx)
     ]
-    rest = np.setdiff1d(cand, top_idx, assume_unique=True)
+    taken = np.zeros(len(scores), dtype=bool)
+    taken[top_idx] = True
+    rest = cand[~taken[cand]]
     n_rest = n - n_top
 
     u_all = uncertainty_scores(scores, kind=uncertainty, threshold=threshold)

@@ -16,6 +16,7 @@ PARTS = {
     "encoder": "encoders.speed",
     "web": "labelapp.benchmarks.web",
     "neighbors": "learning.neighbors_speed",
+    "loop": "labelapp.benchmarks.loop",
 }
 
 

@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pandas as pd
+
+from learning.benchmark import Settings, main, seed_positives, split_cases
+from learning.features import load_dataset
+
+
+def write_dataset(folder, n=3000, seed=0, with_ts=True):
+    """A small tabular dataset with ts, a terminal identifier and a planted fraud pattern."""
+    rng = np.random.RandomState(seed)
+    ts = pd.Timestamp("2018-04-01") + pd.to_timedelta(np.sort(rng.uniform(0, 40, n)), unit="D")
+    terminal = rng.randint(0, 400, n)
+    amount = rng.gamma(2.0, 30.0, n)
+    compromised = rng.rand(400) < 0.05
+    label = (compromised[terminal] & (rng.rand(n) < 0.7)) | (amount > 220)
+    cases = pd.DataFrame(
+        {
+            "case_id": [f"c{i}" for i in range(n)],
+            "entity_id": [f"e{i}" for i in rng.randint(0, 300, n)],
+            "terminal_id": [f"t{i}" for i in terminal],
+            "amount": amount + 40 * label * rng.rand(n),
+            "x1": rng.randn(n) + label,
+            "label": label.astype(int),
+        }
+    )
+    if with_ts:
+        cases.insert(2, "ts", ts)
+        cases["seed_positive"] = (amount > 220).astype(int)
+    folder.mkdir(parents=True, exist_ok=True)
+    cases.to_parquet(folder / "cases.parquet")
+    schema = {"cases": {"numeric": ["amount", "x1"], "categorical": ["terminal_id"]}}
+    (folder / "schema.json").write_text(json.dumps(schema))
+    return cases
+
+
+def test_split_and_seed_rules(tmp_path):
+    write_dataset(tmp_path / "timed")
+    ds = load_dataset(tmp_path / "timed")
+    split = split_cases(ds, seed=0)
+    assert ds.ts[split.pool].max() < ds.ts[split.test].min()  # pool strictly earlier
+    assert 0.7 < len(split.pool) / ds.n_cases < 0.8
+    np.testing.assert_array_equal(seed_positives(ds, split, fraction=0.1, seed=0), ds.seed_positive)
+
+    write_dataset(tmp_path / "flat", with_ts=False)
+    flat = load_dataset(tmp_path / "flat")
+    split = split_cases(flat, seed=0)
+    assert abs(flat.labels[split.pool].mean() - flat.labels[split.test].mean()) < 0.01
+    seeds = seed_positives(flat, split, fraction=0.1, seed=0)
+    assert seeds[split.test].sum() == 0 and (flat.labels[seeds] == 1).all()
+    assert seeds.sum() == round(0.1 * flat.labels[split.pool].sum())
+
+
+def test_benchmark_report(tmp_path):
+    write_dataset(tmp_path / "data")
+    report = main(
+        [
+            "--data",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "out"),
+            "--iterations",
+            "2",
+            "--batch-size",
+            "30",
+            "--expert-recall",
+            "1.0",
+            "--methods",
+            "active_pu,top_score_batches,random_batches,naive_pu,isolation_forest,oracle",
+        ]
+    )
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["methods"].keys() == report["methods"].keys()
+    for key in ("dataset", "n_pool", "n_test", "test_positives", "settings", "methods", "curves"):
+        assert key in on_disk
+    assert on_disk["entity_feature_columns"] == ["terminal_id", "entity_id"]
+    m = on_disk["methods"]["active_pu"]
+    assert set(m["recall_at_precision"]) == {"0.5", "0.8", "0.9"}
+    assert set(m["band_precision"]) == {"99-100", "95-99", "90-95", "85-90"}
+    assert m["labels_used"] == 60
+    # A perfect-recall, no-false-positive expert confirms exactly the true positives shown.
+    assert m["positives_found"] == m["confirmed"] > 0
+    curve = on_disk["curves"]["active_pu"]
+    assert [p["labels"] for p in curve] == [0, 30, 60]
+    assert curve[-1]["positives_found"] == m["positives_found"]
+    # Top-score batches confirm more positives than random ones on a planted pattern.
+    found = {k: v["positives_found"] for k, v in on_disk["methods"].items()}
+    assert found["top_score_batches"] > found["random_batches"]
+    for png in ("positives_found.png", "precision_recall.png", "band_precision.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 1000
+    assert "| active_pu |" in (tmp_path / "out" / "report.md").read_text()
+    # Parts run in parallel merge back into one report, in the issue's method order.
+    merged = main(["merge", str(tmp_path / "out"), "--out", str(tmp_path / "merged")])
+    assert list(merged["methods"])[:3] == ["active_pu", "random_batches", "naive_pu"]
+    assert (tmp_path / "merged" / "band_precision.png").exists()
+
+
+def test_settings_defaults_match_the_issue():
+    st = Settings()
+    assert (st.iterations, st.batch_size, st.expert_recall, st.expert_false_positive) == (
+        10,
+        100,
+        0.9,
+        0.0,
+    )
+    for name in (
+        "active_pu",
+        "uncertainty_only",
+        "random_batches",
+        "naive_pu",
+        "isolation_forest",
+        "oracle",
+    ):
+        assert name in st.methods

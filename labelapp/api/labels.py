@@ -84,7 +84,7 @@ class LabelListCreateApi(APIView):
         parameters=[FilterSerializer, *PAGE_PARAMETERS],
         responses={
             200: paginated(LabelOutputSerializer, "PaginatedLabelList"),
-            **error_responses(400, 401, 403),
+            **error_responses(400, 401, 403, 404),
         },
     )
     def get(self, request: Request) -> Response:

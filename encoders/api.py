@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from encoders import checkpoint
+from encoders import threads as torch_threads
 from encoders.embed import chunk_plan, embed_cases, is_complete
 from encoders.featurize import Featurizer, _ts_ns, case_positions
 from encoders.model import AutoRiskConfig, AutoRiskEncoder
@@ -97,8 +98,13 @@ def pretrain_for_dataset(
     seed: int = 0,
     model_overrides: dict | None = None,
     pretrain_config: PretrainConfig | None = None,
+    threads: int | None = None,
 ) -> Path:
-    """Fit the featurizer, pretrain an encoder for at most ``minutes``, save the checkpoint."""
+    """Fit the featurizer, pretrain an encoder for at most ``minutes``, save the checkpoint.
+
+    ``threads``: torch CPU threads (default ``$ENCODERS_THREADS`` or 1, see ``encoders.threads``).
+    """
+    torch_threads.configure(threads)
     torch.manual_seed(seed)
     events = read_events(data_dir)
     featurizer = Featurizer().fit(events, read_schema(data_dir))
@@ -127,6 +133,7 @@ def embed_dataset(
     *,
     progress: Progress | None = None,
     resume: bool = True,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Embed every case of ``data_dir`` into a float32 ``.npy`` memmap, one row per case.
 
@@ -137,6 +144,7 @@ def embed_dataset(
     -------
     (n_cases, out_dim) float32 read-only memmap.
     """
+    torch_threads.configure(threads)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     progress_path = Path(str(out_path) + ".progress.json")

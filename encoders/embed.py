@@ -171,7 +171,7 @@ def embed_cases(
 
 
 def _token_groups(segments: list[Segment], batch_tokens: int):
-    """Segments (longest first) packed into model batches of about ``batch_tokens`` padded tokens."""
+    """Segments, longest first, packed into batches of about ``batch_tokens`` padded tokens."""
     order = sorted(range(len(segments)), key=lambda i: -segments[i].length)
     group: list[Segment] = []
     for i in order:

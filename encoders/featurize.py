@@ -161,7 +161,7 @@ class Featurizer:
                     {"name": name, "kind": "hash", "size": self.hash_buckets + 1}
                 )
             else:
-                kept = counts[counts >= self.min_count].index.tolist()
+                kept = [str(v) for v in counts[counts >= self.min_count].index]
                 self.categorical.append(
                     {"name": name, "kind": "vocab", "vocab": kept, "size": len(kept) + 2}
                 )

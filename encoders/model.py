@@ -100,7 +100,7 @@ class EventEmbedding(nn.Module):
 
 
 class GatedSeparableConv(nn.Module):
-    """Causal depthwise conv (width K) -> pointwise projection to 2D -> GLU gate: (B,T,D)->(B,T,D)."""
+    """Causal depthwise conv (width K) -> pointwise to 2D -> GLU gate: (B, T, D) -> (B, T, D)."""
 
     def __init__(self, d_model: int, kernel_size: int) -> None:
         super().__init__()

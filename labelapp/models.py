@@ -272,3 +272,39 @@ class AuditEvent(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["verb", "created_at"])]
+
+
+class NoiseFlag(models.Model):
+    """A positive (seed or expert answer) the label-noise audit found suspicious, with why."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        SENT = "sent", "Sent for a second look"
+        REVIEWED = "reviewed", "Reviewed"
+        DISMISSED = "dismissed", "Dismissed"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="noise_flags")
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="noise_flags")
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=10, help_text="seed (a rule's positive) or answer.")
+    methods = models.JSONField(default=list, blank=True)
+    reasons = models.JSONField(default=list, blank=True)
+    suspicion = models.FloatField(default=0.0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    review_item = models.ForeignKey(
+        BatchItem, null=True, blank=True, on_delete=models.SET_NULL, related_name="noise_flags"
+    )
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-suspicion", "id"]
+        indexes = [models.Index(fields=["dataset", "status"])]
+
+    def __str__(self) -> str:
+        return f"flag on {self.case_id} ({', '.join(self.methods)})"

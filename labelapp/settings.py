@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc assets served from static/, no CDN
     "labelapp",
 ]
 
@@ -135,15 +136,15 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # larger uploads stream to a tem
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_dir = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
-    for _folder in ("queue", "processed", "control"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
-    for _folder in (VAR_DIR / "results",):
+    _broker_folders = ("queue", "processed", "control")
+    for _folder in [_broker_dir / f for f in _broker_folders] + [VAR_DIR / "results"]:
         _folder.mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange tables under var/, not a "control" folder in the current directory.
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
@@ -170,14 +171,43 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "labelapp.api.pagination.PagePagination",
     "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "labelapp.api.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "labelapp.api.throttling.AnonThrottle",
+        "labelapp.api.throttling.UserThrottle",
+        "labelapp.api.throttling.ScopedThrottle",
+    ],
+    # Per user (per IP for anonymous callers); the scoped ones guard the expensive endpoints.
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("API_THROTTLE_ANON", "60/min"),
+        "user": env_str("API_THROTTLE_USER", "6000/hour"),
+        "import": env_str("API_THROTTLE_IMPORT", "30/hour"),
+        "scoring": env_str("API_THROTTLE_SCORING", "120/min"),
+        "download": env_str("API_THROTTLE_DOWNLOAD", "60/hour"),
+        "labels": env_str("API_THROTTLE_LABELS", "1200/min"),
+        "auth": env_str("API_THROTTLE_AUTH", "30/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PU workbench API",
     "DESCRIPTION": "Active PU-learning workbench: datasets, cases, labels, iterations, models.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "labelapp.models.Dataset.Status",
+        "IterationStatusEnum": "labelapp.models.Iteration.Status",
+        "BatchItemStatusEnum": "labelapp.models.BatchItem.Status",
+        "PoolStateEnum": "labelapp.models.PoolState",
+        "LabelAnswerEnum": "labelapp.models.Label.Answer",
+        "LabelViaEnum": "labelapp.models.Label.Via",
+    },
 }
 
 LOGGING = {
@@ -190,5 +220,7 @@ LOGGING = {
 # --- The loop: iteration heartbeats (a worker silent for longer is presumed dead) -------------
 ITERATION_HEARTBEAT_INTERVAL_S = float(env_str("ITERATION_HEARTBEAT_INTERVAL_S", "2"))
 ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30"))
-# LightGBM threads of a training worker (0: LightGBM's default, all cores).
-LOOP_LIGHTGBM_THREADS = env_int("LOOP_LIGHTGBM_THREADS", 0)
+# Threads of LightGBM and torch in an iteration (0: the libraries' defaults, all cores).
+LOOP_THREADS = env_int("LOOP_THREADS", 0)
+# Niceness a worker takes on when it runs an iteration: pages stay responsive while it trains.
+LOOP_WORKER_NICE = env_int("LOOP_WORKER_NICE", 10)

@@ -3,7 +3,7 @@
 set -eu
 HOST=${1:-127.0.0.1}
 PORT=${2:-8000}
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}
 mkdir -p var
 $PY -m celery -A labelapp worker --loglevel INFO --concurrency 1 >var/worker.log 2>&1 &
 WORKER=$!

@@ -68,6 +68,32 @@
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.xhr.status === 409) { event.detail.shouldSwap = true; event.detail.isError = false; }
   });
+  // Any other refusal or failure: say so in place, never fail silently.
+  document.addEventListener("htmx:responseError", function (event) {
+    var status = event.detail.xhr.status;
+    if (status === 409) return;
+    var ws = workspace();
+    if (!ws) return;
+    var box = document.getElementById("request-error") || document.createElement("div");
+    box.id = "request-error";
+    box.className = "flash error";
+    box.setAttribute("role", "alert");
+    box.textContent = status === 403
+      ? "Refused (403): this case is not in your queue any more, or your session ended. Reload the page."
+      : "The server could not process that (" + status + "). Nothing was stored; try again.";
+    ws.insertBefore(box, ws.children[1] || null);
+    focusWorkspace();
+  });
+  document.addEventListener("htmx:sendError", function () {
+    var ws = workspace();
+    if (ws && !document.getElementById("request-error")) {
+      var box = document.createElement("div");
+      box.id = "request-error";
+      box.className = "flash error";
+      box.textContent = "The server cannot be reached. Nothing was stored; try again.";
+      ws.insertBefore(box, ws.children[1] || null);
+    }
+  });
   // The help dialog closes with Esc by itself; give the focus back when it does.
   document.addEventListener("close", function (event) {
     if (event.target === help()) focusWorkspace();

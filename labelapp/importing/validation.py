@@ -129,15 +129,21 @@ def _update_stats(stats: _ColumnStats, values: pd.Series, start: int, track: boo
         stats.all_integral = False
 
 
-def _schema_columns(schema: dict, table: str, kinds: tuple[str, ...]) -> dict[str, str] | None:
-    """``{column: kind}`` declared for ``table`` in schema.json, or None when not declared."""
+def _schema_columns(
+    schema: dict, table: str, kinds: tuple[str, ...], reserved: tuple[str, ...]
+) -> dict[str, str] | None:
+    """``{column: kind}`` declared for ``table`` in schema.json, or None when not declared.
+
+    Reserved columns (``case_id``, ``ts``...) have fixed meanings; declaring them is harmless.
+    """
     section = schema.get(table)
     if not isinstance(section, dict):
         return None
     declared: dict[str, str] = {}
     for kind in kinds:
         for column in section.get(kind, []) or []:
-            declared[str(column)] = kind
+            if str(column) not in reserved:
+                declared[str(column)] = kind
     return declared
 
 
@@ -341,7 +347,9 @@ def validate_dataset(
     if case_columns is None:
         return report, None
     case_features = [c for c in case_columns if c not in RESERVED_CASE_COLUMNS]
-    case_declared = _schema_columns(schema_given, CASES, ("numeric", "categorical"))
+    case_declared = _schema_columns(
+        schema_given, CASES, ("numeric", "categorical"), RESERVED_CASE_COLUMNS
+    )
     if CASE_ID not in case_columns:
         report.add(cases_source.name, "missing_case_id", "no case_id column", column=CASE_ID)
     if (events_source is not None or found[EVENTS]) and ENTITY_ID not in case_columns:
@@ -446,7 +454,9 @@ def _validate_events(
         if required not in columns:
             report.add(source.name, "missing_column", f"events need {required}", column=required)
     features = [c for c in columns if c not in RESERVED_EVENT_COLUMNS]
-    declared = _schema_columns(schema, EVENTS, ("numeric", "categorical", "text"))
+    declared = _schema_columns(
+        schema, EVENTS, ("numeric", "categorical", "text"), RESERVED_EVENT_COLUMNS
+    )
     v.check_declared(source, features, declared)
     stats = {c: _ColumnStats() for c in features}
     n_rows = 0

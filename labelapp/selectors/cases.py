@@ -51,7 +51,7 @@ class FeatureRange:
 
 
 _ranges_lock = threading.Lock()
-_ranges_cache: dict[tuple[int, str], dict[str, FeatureRange]] = {}
+_ranges_cache: dict[tuple[int, str, str], dict[str, FeatureRange]] = {}
 
 
 def numeric_feature_columns(dataset: Dataset) -> list[str]:
@@ -66,7 +66,8 @@ def feature_ranges(dataset: Dataset) -> dict[str, FeatureRange]:
 
     Computed once per dataset snapshot and cached in memory and on disk.
     """
-    key = (dataset.pk, dataset.snapshot_dir or str(dataset.n_cases))
+    stamp = dataset.updated_at.isoformat() if dataset.updated_at else ""
+    key = (dataset.pk, str(snapshot_dir_for(dataset)), stamp)
     cached = _ranges_cache.get(key)
     if cached is not None:
         return cached
@@ -241,7 +242,7 @@ def _amount_chart(events: list[Event], amount_field: str, moment: datetime | Non
 def case_labels(case: Case) -> list[Label]:
     return list(
         Label.objects.filter(case=case)
-        .select_related("user", "pattern", "undoes")
+        .select_related("user", "pattern")
         .order_by("-created_at", "-id")
     )
 

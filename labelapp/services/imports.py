@@ -33,7 +33,13 @@ from labelapp.models import AuditEvent, Case, Dataset, Event
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
 
-__all__ = ["ImportRejected", "ImportReport", "dataset_delete_rows", "dataset_import"]
+__all__ = [
+    "ImportRejected",
+    "ImportReport",
+    "dataset_delete",
+    "dataset_delete_rows",
+    "dataset_import",
+]
 
 Progress = Callable[[str, int, int | None], None]
 STALE_TEMPORARY_SECONDS = 24 * 3600
@@ -98,12 +104,20 @@ def _foreign_key_checks_skipped():
         switched = True
     except DatabaseError:
         switched = False
-    try:
-        yield
-    finally:
-        if switched:
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL session_replication_role = origin")
+    yield
+    # On an error the (sub)transaction rolls back, and the setting with it.
+    if switched:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = origin")
+
+
+def dataset_delete(*, dataset: Dataset) -> None:
+    """Delete a dataset, its rows, and (once the transaction commits) its snapshot folder."""
+    folder = snapshot_dir_for(dataset)
+    with transaction.atomic():
+        dataset_delete_rows(dataset)
+        dataset.delete()
+        transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 def _write(dataset: Dataset, plan: ImportPlan, folder: Path, progress: Progress | None) -> int:
@@ -166,13 +180,10 @@ def dataset_import(
     try:
         with transaction.atomic():
             old = Dataset.objects.select_for_update().filter(name=name).first()
-            old_folder = None
             if old is not None:
                 if not replace:
                     raise _rejected("dataset_exists", f"a dataset named {name!r} exists")
-                old_folder = snapshot_dir_for(old)
-                dataset_delete_rows(old)
-                old.delete()
+                dataset_delete(dataset=old)
             dataset = Dataset.objects.create(
                 name=name,
                 description=description,
@@ -210,8 +221,6 @@ def dataset_import(
                 },
                 via=via,
             )
-            if old_folder is not None and old_folder != final:
-                transaction.on_commit(lambda: shutil.rmtree(old_folder, ignore_errors=True))
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         if final is not None:

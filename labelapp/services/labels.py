@@ -143,7 +143,7 @@ def _label_create_locked(
     seconds_spent: float | None,
     review_round: int,
 ) -> Label:
-    case = Case.objects.select_for_update().get(pk=case.pk)
+    case = _lock_case(case.pk)
     if idempotency_key:
         # The first submit may have committed while we waited for the lock.
         existing = _label_for_key(idempotency_key, user=user, case=case)
@@ -153,8 +153,11 @@ def _label_create_locked(
         batch_item = _open_batch_item(case)
     elif batch_item.case_id != case.pk:
         raise ValueError("the batch item belongs to another case")
+    else:
+        batch_item = BatchItem.objects.select_for_update().get(pk=batch_item.pk)
 
-    labels = list(effective_labels(case).select_related("user").order_by("created_at", "id"))
+    rows = _case_rows(case)
+    labels = _effective(rows)
     settled = [label for label in labels if label.answer in SETTLING_ANSWERS]
     required = batch_item.required_answers if batch_item is not None else 1
     if any(label.user_id == user.pk for label in settled):
@@ -174,8 +177,7 @@ def _label_create_locked(
         review_round = len(settled) + 1
 
     # The case's latest row, undo rows included: "undone" tells a reader the answer was redone.
-    latest = Label.objects.filter(case=case).order_by("-created_at", "-id").first()
-    previous = latest.answer if latest else ""
+    previous = rows[-1].answer if rows else ""
     label = Label.objects.create(
         case=case,
         batch_item=batch_item,
@@ -190,7 +192,7 @@ def _label_create_locked(
         seconds_spent=seconds_spent,
     )
     previous_state = case.pool_state
-    _sync_case_and_item(case, batch_item, user=user)
+    _sync_case_and_item(case, batch_item, [*(lb.answer for lb in labels), answer], user=user)
     audit_event_create(
         actor=user,
         verb="label.create",
@@ -212,6 +214,22 @@ def _label_create_locked(
     return label
 
 
+def _lock_case(pk: int) -> Case:
+    """The case row, locked until the transaction ends (its dataset read along, not locked)."""
+    return Case.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=pk)
+
+
+def _case_rows(case: Case) -> list[Label]:
+    """Every label row of the case, oldest first (a handful: one query, filtered in Python)."""
+    return list(Label.objects.filter(case=case).select_related("user").order_by("created_at", "id"))
+
+
+def _effective(rows: list[Label]) -> list[Label]:
+    """The answers among ``rows`` that still count: not undo rows, and not undone."""
+    undone = {row.undoes_id for row in rows if row.undoes_id}
+    return [r for r in rows if r.answer != Label.Answer.UNDONE and r.pk not in undone]
+
+
 def label_undo(*, user: Any, label: Label, via: str = "page") -> Label:
     """Cancel one of ``user``'s own recent answers; restore the case's pool state.
 
@@ -223,22 +241,28 @@ def label_undo(*, user: Any, label: Label, via: str = "page") -> Label:
         The label was already undone (or is itself an undo).
     """
     with transaction.atomic():
-        case = Case.objects.select_for_update().get(pk=label.case_id)
-        label = Label.objects.select_related("batch_item").get(pk=label.pk)
+        case = _lock_case(label.case_id)
+        rows = _case_rows(case)
+        label = next(row for row in rows if row.pk == label.pk)
         if label.user_id != user.pk:
             raise LabelNotAllowed("You can only undo your own answers.")
         if label.answer == Label.Answer.UNDONE:
             raise LabelConflict("An undo cannot itself be undone; answer the case again.")
-        if label.undone_by.exists():
+        if any(row.undoes_id == label.pk for row in rows):
             raise LabelConflict(f"Your answer on case {case.case_id} was already undone.")
         if timezone.now() - label.created_at > UNDO_WINDOW:
             raise LabelNotAllowed(
                 f"Answers older than {int(UNDO_WINDOW.total_seconds() // 3600)} hours cannot be "
                 "undone; ask an admin for a second review."
             )
+        item = (
+            BatchItem.objects.select_for_update().get(pk=label.batch_item_id)
+            if label.batch_item_id
+            else None
+        )
         undo = Label.objects.create(
             case=case,
-            batch_item=label.batch_item,
+            batch_item=item,
             user=user,
             answer=Label.Answer.UNDONE,
             previous_answer=label.answer,
@@ -247,7 +271,8 @@ def label_undo(*, user: Any, label: Label, via: str = "page") -> Label:
             review_round=label.review_round,
         )
         previous_state = case.pool_state
-        _sync_case_and_item(case, label.batch_item, user=user, undoing=True)
+        remaining = [row.answer for row in _effective(rows) if row.pk != label.pk]
+        _sync_case_and_item(case, item, remaining, user=user, undoing=True)
         audit_event_create(
             actor=user,
             verb="label.undo",
@@ -280,15 +305,20 @@ def _open_batch_item(case: Case) -> BatchItem | None:
 
 
 def _sync_case_and_item(
-    case: Case, batch_item: BatchItem | None, *, user: Any, undoing: bool = False
+    case: Case,
+    item: BatchItem | None,
+    labels: list[str],
+    *,
+    user: Any,
+    undoing: bool = False,
 ) -> None:
     """Derive the case's pool state and the batch item's status from the answers that count.
 
-    Settled answers decide: ``confirmed`` only when every settling answer confirms (precision
-    first: two experts who disagree leave the case not confirmed). Otherwise a standing skip makes
-    it ``skipped``; with no answer left the case is back where it was (in its batch, or P/U).
+    ``labels`` are those answers (after the change); ``item`` is locked by the caller. Settled
+    answers decide: ``confirmed`` only when every settling answer confirms (precision first: two
+    experts who disagree leave the case not confirmed). Otherwise a standing skip makes it
+    ``skipped``; with no answer left the case is back where it was (in its batch, or P/U).
     """
-    labels = list(effective_labels(case).values_list("answer", flat=True))
     settled = [a for a in labels if a in SETTLING_ANSWERS]
     if settled:
         state = (
@@ -298,7 +328,7 @@ def _sync_case_and_item(
         )
     elif Label.Answer.SKIPPED in labels:
         state = PoolState.SKIPPED
-    elif batch_item is not None:
+    elif item is not None:
         state = PoolState.SHOWN
     else:
         state = PoolState.POSITIVE if case.seed_positive else PoolState.UNLABELED
@@ -306,9 +336,8 @@ def _sync_case_and_item(
         case.pool_state = state
         case.save(update_fields=["pool_state"])
 
-    if batch_item is None:
+    if item is None:
         return
-    item = BatchItem.objects.select_for_update().get(pk=batch_item.pk)
     if item.status == BatchItem.Status.WITHDRAWN:
         return
     if len(settled) >= item.required_answers:
@@ -335,6 +364,3 @@ def _sync_case_and_item(
         item.assigned_to = None
         item.lease_expires_at = None
     item.save(update_fields=["status", "assigned_to", "lease_expires_at"])
-    batch_item.status = item.status
-    batch_item.assigned_to_id = item.assigned_to_id
-    batch_item.lease_expires_at = item.lease_expires_at

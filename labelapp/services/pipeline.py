@@ -179,6 +179,7 @@ def iteration_execute(*, iteration_id: int) -> dict[str, Any]:
     )
     if not claimed:
         return _not_claimed(iteration_id)
+    _lower_priority()
     iteration = Iteration.objects.select_related("dataset").get(pk=iteration_id)
     reporter = Reporter(iteration_id)
     reporter.start()
@@ -210,6 +211,18 @@ def iteration_execute(*, iteration_id: int) -> dict[str, Any]:
         return {"iteration": iteration_id, "status": "failed", "error": str(exc)}
     finally:
         reporter.stop()
+
+
+_niced = False
+
+
+def _lower_priority() -> None:
+    """Once per worker process: yield the CPU to web requests (``LOOP_WORKER_NICE``)."""
+    global _niced
+    increment = int(getattr(settings, "LOOP_WORKER_NICE", 0))
+    if not _niced and increment > 0 and hasattr(os, "nice"):
+        os.nice(increment)
+        _niced = True
 
 
 def _discard(run: Run) -> None:
@@ -299,9 +312,14 @@ def stage_embed(run: Run) -> None:
     if not run.params.get("use_embeddings") or _events_file(run.snapshot) is None:
         run.reporter.log("embeddings: off")
         return
+    import torch
+
     from encoders import api as encoders_api
     from encoders import checkpoint
 
+    threads = int(getattr(settings, "LOOP_THREADS", 0))
+    if threads:
+        torch.set_num_threads(threads)
     rep = run.reporter
     folder = Path(settings.ARTIFACTS_DIR) / "encoders" / str(run.dataset.pk)
     folder.mkdir(parents=True, exist_ok=True)
@@ -374,7 +392,12 @@ def stage_train(run: Run) -> None:
     s, weight = training_targets(run.states, confirmed_weight=float(p["confirmed_weight"]))
     if s.sum() < 2:
         raise ValueError(f"need at least 2 positives (seeds or confirmed) to train, have {s.sum()}")
-    rep.stage("train", note=f"{int(s.sum()):,} positives, {int((s == 0).sum()):,} unlabeled")
+    rounds = 2 * int(p["em_rounds"])
+    rep.stage(
+        "train",
+        total=rounds,
+        note=f"{int(s.sum()):,} positives, {int((s == 0).sum()):,} unlabeled, {rounds} EM rounds",
+    )
     model = TwoStepPU(
         spy_fraction=float(p["spy_fraction"]),
         spy_quantile=float(p["spy_quantile"]),
@@ -384,10 +407,12 @@ def stage_train(run: Run) -> None:
         n_estimators_em=max(10, int(p["n_estimators"]) // 2),
         max_unlabeled=int(p["max_unlabeled"]),
         categorical_features=run.spec.categorical_indices or None,
-        n_jobs=getattr(settings, "LOOP_LIGHTGBM_THREADS", 0) or None,
+        n_jobs=int(getattr(settings, "LOOP_THREADS", 0)) or None,
         random_state=int(p["random_state"]),
     )
-    model.fit(run.X, s, sample_weight=weight)
+    model.fit(
+        run.X, s, sample_weight=weight, progress=lambda done, total: rep.progress(done, total)
+    )
     run.model = model
     for h in getattr(model, "history_", []):
         rep.log(
@@ -629,6 +654,8 @@ def stage_finalize(run: Run) -> None:
             run.metrics["batch_size"] = n_batch
             previous = dataset.current_model_id
             Dataset.objects.filter(pk=dataset.pk).update(current_model=version)
+            # The similar-cases panel needs the new version's neighbour index (issue 8).
+            transaction.on_commit(lambda version_id=version.pk: _neighbor_index_enqueue(version_id))
             rep.finish_stage()
             run.metrics["stage_seconds"] = dict(run.reporter.stage_seconds)
             Iteration.objects.filter(pk=iteration.pk).update(
@@ -662,6 +689,12 @@ def stage_finalize(run: Run) -> None:
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
+
+
+def _neighbor_index_enqueue(version_id: int) -> None:
+    from labelapp.tasks.neighbors import neighbor_index_build_task
+
+    neighbor_index_build_task.delay(version_id)
 
 
 _VERSION_METRICS = (

@@ -17,24 +17,27 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
 from django.utils import timezone
 
 from labelapp.models import BatchItem, Dataset, Iteration, Label
 from labelapp.services.audit import audit_event_create
 
-#: How long a case stays reserved for the expert who opened it.
-LEASE_DURATION = timedelta(minutes=15)
+#: How long a case stays reserved for the expert who opened it (experts spend 5-15 min a case).
+LEASE_DURATION = timedelta(minutes=30)
 
 
 def current_batch_iteration(dataset: Dataset) -> Iteration | None:
-    """The dataset's newest iteration that selected a batch (the batch experts work on)."""
-    return (
-        Iteration.objects.filter(dataset=dataset, batch__isnull=False)
-        .order_by("-number")
-        .distinct()
-        .first()
-    )
+    """The dataset's newest iteration that selected a batch (the batch experts work on).
+
+    Remembered on the ``dataset`` instance, so one request asks the database once.
+    """
+    if not hasattr(dataset, "_current_batch_iteration"):
+        has_batch = Exists(BatchItem.objects.filter(iteration=OuterRef("pk")))
+        dataset._current_batch_iteration = (
+            Iteration.objects.filter(has_batch, dataset=dataset).order_by("-number").first()
+        )
+    return dataset._current_batch_iteration
 
 
 def _answered_by(user: Any) -> Exists:
@@ -65,13 +68,17 @@ def queue_next_case(*, user: Any, dataset: Dataset) -> BatchItem | None:
     if iteration is None:
         return None
     now = timezone.now()
+    held_by_user = Q(assigned_to=user, lease_expires_at__gt=now)
     with transaction.atomic():
-        items = _offerable_items(iteration=iteration, user=user, now=now)
-        held = items.filter(assigned_to=user, lease_expires_at__gt=now).order_by("position")
-        candidates = held if held.exists() else items.order_by("position", "id")
+        # One query: the case the user already holds first, else the first free one.
+        candidates = (
+            _offerable_items(iteration=iteration, user=user, now=now)
+            .annotate(held=Case(When(held_by_user, then=0), default=1))
+            .order_by("held", "position", "id")
+        )
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        item = candidates.select_related("case").first()
+        item = candidates.select_related("case__dataset__current_model", "iteration").first()
         if item is None:
             return None
         item.assigned_to = user
@@ -105,14 +112,22 @@ def queue_release(*, user: Any, item: BatchItem) -> bool:
 
 
 def queue_progress(*, dataset: Dataset, user: Any | None = None) -> dict[str, int]:
-    """Counts of the current batch: total, open, answered, skipped, and held by ``user``."""
+    """Counts of the current batch: total, open, answered, skipped, held by ``user``; and the
+    batch's ``iteration_id`` (absent when there is no batch)."""
     iteration = current_batch_iteration(dataset)
     counts = {"total": 0, "open": 0, "answered": 0, "skipped": 0, "withdrawn": 0, "mine": 0}
     if iteration is None:
         return counts
-    for status in BatchItem.objects.filter(iteration=iteration).values_list("status", flat=True):
-        counts["total"] += 1
-        counts[status] += 1
+    counts["iteration_id"] = iteration.pk
+    per_status = (
+        BatchItem.objects.filter(iteration=iteration)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    for status, n in per_status:
+        counts["total"] += n
+        counts[status] = n
     if user is not None:
         counts["mine"] = BatchItem.objects.filter(
             iteration=iteration,

@@ -2,4 +2,5 @@
 
 from labelapp.tasks.imports import dataset_import_upload  # noqa: F401
 from labelapp.tasks.iterations import iteration_run, iteration_score_chunk  # noqa: F401
+from labelapp.tasks.neighbors import neighbor_index_build_task, noise_audit_task  # noqa: F401
 from labelapp.tasks.system import ping  # noqa: F401

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -33,6 +34,24 @@ from labelapp.services.queue import (
 
 #: Time spent on a case longer than this is not "time per case" (the expert left the desk).
 MAX_SECONDS_PER_CASE = 3600
+
+
+def server_timing(view):
+    """Report the view's own wall and CPU time (auth included) in a ``Server-Timing`` header.
+
+    The CPU time (this thread's) does not count waiting for the database or for a busy CPU.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        start, cpu_start = time.perf_counter(), time.thread_time()
+        response = view(request, *args, **kwargs)
+        wall = (time.perf_counter() - start) * 1000
+        cpu = (time.thread_time() - cpu_start) * 1000
+        response["Server-Timing"] = f"app;dur={wall:.1f}, cpu;dur={cpu:.1f}"
+        return response
+
+    return wrapper
 
 
 # --- access ----------------------------------------------------------------------------------
@@ -65,6 +84,7 @@ def _case_for(request: HttpRequest, pk: int) -> Case:
 # --- the queue -------------------------------------------------------------------------------
 
 
+@server_timing
 @expert_required
 def queue_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
@@ -86,14 +106,15 @@ def queue_view(request: HttpRequest, name: str) -> HttpResponse:
     return render(request, "labelapp/queue.html", context)
 
 
+@server_timing
 @expert_required
 def queue_next_view(request: HttpRequest, name: str) -> HttpResponse:
     """Lease the next case and show it (GET and POST: the queue's "Start" is a link)."""
     dataset = get_object_or_404(Dataset, name=name)
     item = queue_next_case(user=request.user, dataset=dataset)
+    if request.htmx:
+        return _render_workspace(request, dataset=dataset, case=_case_with_model(item), item=item)
     if item is None:
-        if request.htmx:
-            return _render_workspace(request, dataset=dataset, case=None)
         messages.info(request, "No case is waiting in the current batch.")
         return redirect("queue", name=dataset.name)
     return redirect("case-detail", pk=item.case_id)
@@ -119,13 +140,16 @@ def double_labeling_view(request: HttpRequest, name: str) -> HttpResponse:
 # --- the case page ---------------------------------------------------------------------------
 
 
+@server_timing
 @expert_required
 def case_view(request: HttpRequest, pk: int) -> HttpResponse:
     case = _case_for(request, pk)
     return _render_workspace(request, dataset=case.dataset, case=case, full_page=True)
 
 
-def _workspace_context(request: HttpRequest, *, dataset: Dataset, case: Case | None) -> dict:
+def _workspace_context(
+    request: HttpRequest, *, dataset: Dataset, case: Case | None, item: BatchItem | None = None
+) -> dict:
     context = {
         "dataset": dataset,
         "case": case,
@@ -135,12 +159,19 @@ def _workspace_context(request: HttpRequest, *, dataset: Dataset, case: Case | N
     }
     if case is None:
         return context
-    item = case_selectors.case_batch_item(case)
+    if item is None or item.case_id != case.pk:
+        item = case_selectors.case_batch_item(case)
     labels = case_selectors.case_labels(case)
     context.update(
         {
             "item": item,
-            "batch_size": case_selectors.batch_size(item) if item else 0,
+            "batch_size": (
+                context["progress"]["total"]
+                if item and item.iteration_id == context["progress"].get("iteration_id")
+                else case_selectors.batch_size(item)
+                if item
+                else 0
+            ),
             "features": case_selectors.case_feature_rows(case),
             "timeline": case_selectors.case_timeline(case),
             "contributions": case_selectors.score_contributions(case),
@@ -168,12 +199,13 @@ def _render_workspace(
     *,
     dataset: Dataset,
     case: Case | None,
+    item: BatchItem | None = None,
     full_page: bool = False,
     notice: str = "",
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    context = _workspace_context(request, dataset=dataset, case=case)
+    context = _workspace_context(request, dataset=dataset, case=case, item=item)
     context.update({"notice": notice, "error": error})
     template = "labelapp/case.html" if full_page else "labelapp/case_workspace.html"
     response = render(request, template, context, status=status)
@@ -189,10 +221,23 @@ def _render_workspace(
     return response
 
 
+@server_timing
 @expert_required
 @require_POST
 def answer_view(request: HttpRequest, pk: int) -> HttpResponse:
-    case = _case_for(request, pk)
+    try:
+        case = _case_for(request, pk)
+    except PermissionDenied:
+        case = Case.objects.filter(pk=pk).select_related("dataset").first()
+        if case is None or not case.batch_items.exists():
+            raise
+        # The reservation ran out and another expert holds (or answered) the case now.
+        return _next_case_response(
+            request,
+            case.dataset,
+            error=f"Your reservation of case {case.case_id} ran out and another expert took it; "
+            "your answer was not stored.",
+        )
     pattern = None
     if request.POST.get("pattern"):
         pattern = PatternTag.objects.filter(pk=request.POST["pattern"]).first()
@@ -221,21 +266,27 @@ def answer_view(request: HttpRequest, pk: int) -> HttpResponse:
     return _next_case_response(request, case.dataset)
 
 
-def _next_case_response(request: HttpRequest, dataset: Dataset, notice: str = "") -> HttpResponse:
+def _next_case_response(
+    request: HttpRequest, dataset: Dataset, notice: str = "", error: str = ""
+) -> HttpResponse:
     item = queue_next_case(user=request.user, dataset=dataset)
     if not request.htmx:
         if notice:
             messages.info(request, notice)
+        if error:
+            messages.error(request, error)
         if item is None:
             messages.success(request, "The batch is done: no case is waiting for you.")
             return redirect("queue", name=dataset.name)
         return redirect("case-detail", pk=item.case_id)
-    case = (
-        Case.objects.select_related("dataset", "dataset__current_model").get(pk=item.case_id)
-        if item
-        else None
+    return _render_workspace(
+        request, dataset=dataset, case=_case_with_model(item), item=item, notice=notice, error=error
     )
-    return _render_workspace(request, dataset=dataset, case=case, notice=notice)
+
+
+def _case_with_model(item: BatchItem | None) -> Case | None:
+    """The item's case (``queue_next_case`` reads it with its dataset and model)."""
+    return item.case if item is not None else None
 
 
 def _seconds_since(shown_at: str | None) -> float | None:
@@ -246,6 +297,7 @@ def _seconds_since(shown_at: str | None) -> float | None:
     return round(seconds, 2) if 0 <= seconds <= MAX_SECONDS_PER_CASE else None
 
 
+@server_timing
 @expert_required
 @require_POST
 def undo_last_view(request: HttpRequest, name: str) -> HttpResponse:

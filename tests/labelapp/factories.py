@@ -150,3 +150,56 @@ def make_batch(
 
 def make_pattern(name: str = "fake merchant", description: str = "") -> PatternTag:
     return PatternTag.objects.create(name=name, description=description)
+
+
+def make_vector_dataset(
+    name: str, snapshot_root: Path, X, positive_rows, *, states: dict | None = None
+) -> Dataset:
+    """A ready dataset of numeric features ``x0..x{d-1}`` (rows of ``X``) with its snapshot.
+
+    ``positive_rows`` are seed positives (pool state P); ``states`` maps more rows to a pool state.
+    """
+    import json
+
+    import numpy as np
+
+    X = np.asarray(X, dtype=np.float32)
+    names = [f"x{j}" for j in range(X.shape[1])]
+    schema = {"cases": {"numeric": names, "categorical": []}}
+    dataset = Dataset.objects.create(
+        name=name,
+        schema=schema,
+        feature_columns=names,
+        status=Dataset.Status.READY,
+        n_cases=len(X),
+        n_seed_positive=len(positive_rows),
+    )
+    frame = pd.DataFrame(X, columns=names)
+    frame.insert(0, "row", np.arange(len(X)))
+    frame.insert(1, "case_id", [f"v{i:05d}" for i in range(len(X))])
+    folder = Path(snapshot_root) / str(dataset.pk)
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(folder / "cases.parquet", index=False)
+    (folder / "schema.json").write_text(json.dumps(schema))
+    dataset.snapshot_dir = str(folder)
+    dataset.save(update_fields=["snapshot_dir"])
+    seeds = {int(r) for r in positive_rows}
+    states = {int(k): v for k, v in (states or {}).items()}
+    Case.objects.bulk_create(
+        [
+            Case(
+                dataset=dataset,
+                row=i,
+                case_id=f"v{i:05d}",
+                entity_id=f"e{i % 50}",
+                ts=T0 + timedelta(minutes=i),
+                seed_positive=i in seeds,
+                pool_state=states.get(i, PoolState.POSITIVE if i in seeds else PoolState.UNLABELED),
+                features={n: float(v) for n, v in zip(names, X[i], strict=True)},
+                score=float(i % 97) / 97,
+            )
+            for i in range(len(X))
+        ],
+        batch_size=2000,
+    )
+    return dataset

@@ -294,3 +294,25 @@ def test_slice_of_fraud_handbook(tmp_path):
 
 def pa_table(batch: pa.RecordBatch) -> pa.Table:
     return pa.Table.from_batches([batch])
+
+
+@pytest.mark.django_db
+def test_snapshot_loads_as_numpy_for_the_learning_side(tmp_path):
+    """The snapshot is a dataset folder: ``learning.features.load_dataset`` reads it whole."""
+    from labelapp.benchmarks.imports import load_feature_matrix
+    from learning.features import load_dataset
+
+    folder = make_dataset_dir(tmp_path, n_cases=N_CASES, seed=2)
+    truth = pd.read_parquet(folder / "cases.parquet")
+    snapshot = snapshot_dir_for(dataset_import(name="np", source_dir=folder))
+
+    loaded = load_dataset(snapshot)
+    assert loaded.n_cases == N_CASES
+    assert np.array_equal(loaded.labels, truth["label"].to_numpy())
+    assert np.array_equal(loaded.seed_positive, truth["seed_positive"].to_numpy().astype(bool))
+    assert set(loaded.numeric_columns) == set(truth.columns[truth.columns.str.contains("_nb_")]) | {
+        c for c in truth.columns if "avg_amount" in c or c == "amount"
+    }
+    matrix, names = load_feature_matrix(snapshot)
+    assert matrix.shape == (N_CASES, 14) and matrix.dtype == np.float32
+    assert np.allclose(matrix[:, names.index("amount")], truth["amount"].to_numpy())

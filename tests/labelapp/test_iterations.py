@@ -29,8 +29,10 @@ FAST = {"batch_size": 20, "n_clusters": 4, "pool_size": 100, "n_estimators": 30}
 
 @pytest.fixture
 def loop_dataset(transactional_db, tmp_path, settings):
-    settings.LOOP_LIGHTGBM_THREADS = 1  # a shared 2-core machine: OpenMP spinning costs minutes
-    return make_loop_dataset("loopdata", tmp_path / "snapshots")
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"  # models apart from the dev database's
+    settings.LOOP_THREADS = 1  # a shared 2-core machine: OpenMP spinning costs minutes
+    settings.LOOP_WORKER_NICE = 0  # the pipeline runs in the test process here
+    return make_loop_dataset("loopdata", tmp_path / "snapshots", n_cases=1500)
 
 
 def _queued(dataset, user=None, **params) -> Iteration:
@@ -241,3 +243,30 @@ def test_model_pages_compare_promote_rollback(loop_dataset, admin_client, expert
     assert admin_client.post(reverse("model-promote", args=[v2.pk])).status_code == 302
     dataset.refresh_from_db()
     assert dataset.current_model == v2
+
+
+def test_embeddings_pretrain_once_then_reused(transactional_db, tmp_path, settings):
+    """A dataset with events: the first run pretrains an encoder, the next one reuses it."""
+    from labelapp.services.imports import dataset_import
+    from tests.labelapp.factories import make_dataset_dir
+
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.LOOP_THREADS = 1
+    settings.LOOP_WORKER_NICE = 0
+    folder = make_dataset_dir(tmp_path, n_cases=600, seed=1, name="withevents")
+    dataset = dataset_import(name="withevents", source_dir=folder)
+    params = {**FAST, "use_embeddings": True, "encoder_minutes": 0.05}
+    first = _queued(dataset, **params)
+    assert iteration_execute(iteration_id=first.pk)["status"] == "done", first.log
+    first.refresh_from_db()
+    assert "stage pretrain" in first.log and "stage embed" in first.log
+    version = first.model_version
+    spec = FeatureSpec.load(Path(version.artifact_dir) / "feature_spec.json")
+    assert spec.embedding_dim > 0 and spec.sequence_length
+    assert (Path(version.artifact_dir) / "encoder.pt").exists()
+    assert sum(name.startswith("emb_") for name in version.feature_names) == spec.embedding_dim
+
+    second = _queued(dataset, **params)
+    assert iteration_execute(iteration_id=second.pk)["status"] == "done"
+    second.refresh_from_db()
+    assert "stage pretrain" not in second.log and "reusing encoder" in second.log

@@ -46,9 +46,11 @@ def run_together(*calls: Callable[[], Any]) -> list[Any]:
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
+def fast_hashing_and_own_artifacts(settings, tmp_path):
     """The personas' passwords are hashed at creation; PBKDF2 costs seconds on a busy machine."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Snapshots of datasets made here must not meet those of a development database.
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
 
 
 @pytest.fixture

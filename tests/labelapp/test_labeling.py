@@ -23,9 +23,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
+def fast_hashing_and_own_artifacts(settings, tmp_path):
     """The personas' passwords are hashed at creation; PBKDF2 costs seconds on a busy machine."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Snapshots of datasets made here must not meet those of a development database.
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
 
 
 @pytest.fixture
@@ -457,3 +459,17 @@ def test_contributions_come_from_the_current_model(batch, admin_client, tmp_path
     total = sum(v for _, v in contributions.rows) + contributions.base_value
     assert total == pytest.approx(raw, abs=1e-6)
     assert f"model v{version.pk}".encode() in page.content
+
+
+def test_an_answer_after_the_lease_ran_out_is_not_stored(batch, expert_user, second_expert):
+    dataset = batch[0].iteration.dataset
+    item = queue_next_case(user=expert_user, dataset=dataset)
+    BatchItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
+    assert queue_next_case(user=second_expert, dataset=dataset).pk == item.pk
+    late = Client()
+    late.force_login(expert_user)
+    response = htmx_post(late, reverse("case-answer", args=[item.case_id]), {"answer": "skipped"})
+    assert response.status_code == 200
+    assert "ran out and another expert took it" in response.content.decode()
+    assert not Label.objects.exists()
+    assert reload(item).assigned_to == second_expert

@@ -7,6 +7,8 @@ current, a retry succeeds and no label is lost.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
 import signal
@@ -14,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+from django.core.management import call_command
 
 from labelapp.models import BatchItem, Case, Iteration, Label, ModelVersion
 from labelapp.services.imports import dataset_import
@@ -32,13 +35,27 @@ FAST = {
     "n_estimators": 30,
     "use_embeddings": False,
 }
-WORKER_ENV = {"LOOP_LIGHTGBM_THREADS": "1", "ITERATION_HEARTBEAT_STALE_S": "5"}
+WORKER_ENV = {
+    "LOOP_THREADS": "1",
+    "LOOP_WORKER_NICE": "0",
+    "ITERATION_HEARTBEAT_STALE_S": "5",
+}
+
+
+@pytest.fixture(autouse=True)
+def artifacts_dir(tmp_path, settings):
+    """Snapshots and models of these tests, apart from the ones of the dev database."""
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    return settings.ARTIFACTS_DIR
 
 
 def _worker(queue: str, pool: str = "solo") -> subprocess.Popen:
+    from django.conf import settings
+
     from labelapp.tasks.system import ping
 
-    proc = start_worker(queue, pool=pool, extra_env=WORKER_ENV)
+    env = {**WORKER_ENV, "ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR)}
+    proc = start_worker(queue, pool=pool, extra_env=env)
     ping.apply_async(args=[1], queue=queue).get(timeout=90)
     return proc
 
@@ -52,7 +69,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def loop_worker(transactional_db, celery_queue) -> Iterator[subprocess.Popen]:
+def loop_worker(transactional_db, celery_queue, artifacts_dir) -> Iterator[subprocess.Popen]:
     proc = _worker(celery_queue)
     yield proc
     _stop(proc)
@@ -129,8 +146,14 @@ def test_two_iterations_close_the_loop(loop_worker, imported, admin_user, expert
 
 def test_stage_that_raises_then_retry(loop_worker, imported, admin_user, expert_user):
     dataset = imported
-    first = _wait_ended(iteration_launch(dataset=dataset, user=admin_user, params=FAST))
-    assert first.status == "done", first.log
+    # The shell's way in: run_iteration --wait ends with one JSON line.
+    out = io.StringIO()
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    call_command("run_iteration", "--dataset", dataset.name, "--wait", *flags, stdout=out)
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["batch_size"] == FAST["batch_size"]
+    first = Iteration.objects.get(pk=summary["iteration"])
+    assert first.model_version_id == summary["model_version"] and summary["seconds"] > 0
     _answer_batch(first, expert_user, _truth(dataset))
     n_labels = Label.objects.count()
     states = dict(Case.objects.filter(dataset=dataset).values_list("id", "pool_state"))

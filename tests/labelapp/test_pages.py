@@ -14,6 +14,12 @@ from tests.labelapp.factories import make_dataset_dir
 
 
 @pytest.fixture
+def fast_passwords(settings) -> None:
+    """setup_demo sets four passwords: a fast hasher keeps these tests quick."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
 def folders(settings, tmp_path) -> Path:
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
     settings.UPLOADS_DIR = tmp_path / "uploads"
@@ -134,3 +140,32 @@ def test_large_upload_imports_in_a_worker_with_progress(
     finally:
         worker.terminate()
         worker.wait(timeout=15)
+
+
+@pytest.mark.django_db
+def test_setup_demo_is_safe_to_rerun(folders, fast_passwords):
+    from django.contrib.auth import authenticate
+    from django.core.management import call_command
+
+    from labelapp.roles import is_admin, is_expert
+
+    for _ in range(2):
+        call_command("setup_demo", cases=500)
+    dataset = Dataset.objects.get()
+    assert dataset.name == "demo-cards" and dataset.n_cases == 500
+    assert dataset.n_seed_positive > 0 and dataset.n_events == 500
+    admin, expert = (
+        authenticate(username="admin", password="admin"),
+        authenticate(username="expert", password="expert"),
+    )
+    assert is_admin(admin) and is_expert(expert) and not is_admin(expert)
+
+
+@pytest.mark.django_db
+def test_setup_demo_imports_a_given_folder_under_its_name(folders, fast_passwords):
+    from django.core.management import call_command
+
+    folder = make_dataset_dir(folders, n_cases=200, name="my_cards")
+    call_command("setup_demo", data=folder)
+    call_command("setup_demo", data=folder)  # already there: nothing to do
+    assert list(Dataset.objects.values_list("name", "n_cases")) == [("my-cards", 200)]

@@ -16,6 +16,8 @@ PARTS = {
     "encoder": "encoders.speed",
     "web": "labelapp.benchmarks.web",
     "neighbors": "learning.neighbors_speed",
+    "loop": "labelapp.benchmarks.loop",
+    "import": "labelapp.benchmarks.imports",
 }
 
 

@@ -30,8 +30,10 @@ sync_api = pytest.importorskip(
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
+def fast_hashing_and_own_artifacts(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Snapshots of datasets made here must not meet those of a development database.
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
 
 
 @pytest.fixture
@@ -150,3 +152,20 @@ def test_an_outsider_is_refused(live_server, browser, outsider_user):
     assert "Confirm cash-out" not in page.content()
     page.close()
     assert not Label.objects.exists()
+
+
+def test_admin_sees_the_batch_and_the_stats(live_server, browser, admin_user, expert_user):
+    from labelapp.services.labels import label_create
+
+    dataset = make_dataset(name="browser-admin", n_cases=30)
+    items = make_batch(dataset, size=6)
+    for item, answer in zip(items, ["confirmed", "not_confirmed", "not_confirmed"], strict=False):
+        label_create(user=expert_user, case=item.case, answer=answer, seconds_spent=42.0)
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    log_in(page, live_server.url, admin_user.username, f"/datasets/{dataset.name}/queue/")
+    assert page.locator("#batch-items tbody tr").count() == 6
+    page.screenshot(path=str(SCREENSHOTS / "queue_admin.png"), full_page=True)
+    page.goto(f"{live_server.url}/experts/stats/?dataset={dataset.name}")
+    assert "eve-expert" in page.inner_text("#expert-stats")
+    page.screenshot(path=str(SCREENSHOTS / "expert_stats.png"), full_page=True)
+    page.close()

@@ -1,0 +1,136 @@
+"""Model versions: list, detail, promote, and download as an export bundle."""
+
+from __future__ import annotations
+
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labelapp.api.errors import Conflict, Unprocessable, error_responses
+from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
+from labelapp.api.permissions import IsAdmin
+from labelapp.models import Dataset, ModelVersion
+from labelapp.services.export import ExportError, bundle_filename, model_version_export_file
+from labelapp.services.model_versions import ModelVersionError, model_version_promote
+
+
+class ModelVersionOutputSerializer(serializers.ModelSerializer):
+    dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    iteration = serializers.SerializerMethodField(help_text="The iteration's number.")
+    is_current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "dataset", "iteration", "parent", "is_current", "metrics", "created_at"]
+
+    def get_iteration(self, mv: ModelVersion) -> int | None:
+        return mv.iteration.number if mv.iteration_id else None
+
+    def get_is_current(self, mv: ModelVersion) -> bool:
+        return mv.dataset.current_model_id == mv.pk
+
+
+class ModelVersionDetailOutputSerializer(ModelVersionOutputSerializer):
+    class Meta(ModelVersionOutputSerializer.Meta):
+        fields = [
+            *ModelVersionOutputSerializer.Meta.fields,
+            "params",
+            "data_snapshot",
+            "feature_names",
+        ]
+
+
+def _model_versions():
+    return ModelVersion.objects.select_related("dataset", "iteration").order_by(
+        "-created_at", "-id"
+    )
+
+
+class ModelVersionListApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        operation_id="models_list",
+        parameters=PAGE_PARAMETERS,
+        responses={
+            200: paginated(ModelVersionOutputSerializer, "PaginatedModelVersionList"),
+            **error_responses(401, 403, 404),
+        },
+    )
+    def get(self, request: Request, name: str) -> Response:
+        """The dataset's model versions, newest first."""
+        dataset = get_object_or_404(Dataset, name=name)
+        versions = _model_versions().filter(dataset=dataset)
+        return paginate(request, self, versions, ModelVersionOutputSerializer)
+
+
+class ModelVersionDetailApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        operation_id="models_retrieve",
+        responses={200: ModelVersionDetailOutputSerializer, **error_responses(401, 403, 404)},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        """A model version: parameters, data snapshot, metrics, features and lineage."""
+        version = get_object_or_404(_model_versions(), pk=pk)
+        return Response(ModelVersionDetailOutputSerializer(version).data)
+
+
+class ModelVersionPromoteApi(APIView):
+    permission_classes = [IsAdmin]
+
+    @extend_schema(
+        operation_id="models_promote",
+        request=None,
+        responses={200: ModelVersionDetailOutputSerializer, **error_responses(401, 403, 404, 409)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        """Make this version the dataset's current model (its scores rank the cases)."""
+        version = get_object_or_404(_model_versions(), pk=pk)
+        try:
+            model_version_promote(version=version, user=request.user, via="api")
+        except ModelVersionError as exc:
+            raise Conflict(str(exc)) from exc
+        version = get_object_or_404(_model_versions(), pk=pk)
+        return Response(ModelVersionDetailOutputSerializer(version).data)
+
+
+class ModelVersionDownloadApi(APIView):
+    permission_classes = [IsAdmin]
+    throttle_scope = "download"
+
+    @extend_schema(
+        operation_id="models_download",
+        responses={
+            (200, "application/zip"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The export bundle (a sealed zip)."
+            ),
+            **error_responses(401, 403, 404, 422, 429),
+        },
+    )
+    def get(self, request: Request, pk: int) -> FileResponse:
+        """Download the export bundle: model, feature spec, encoder, metrics, model card."""
+        version = get_object_or_404(_model_versions(), pk=pk)
+        return bundle_response(version, actor=request.user, via="api")
+
+
+def bundle_response(version: ModelVersion, *, actor, via: str) -> FileResponse:
+    """Stream ``version``'s export bundle as a download (audited by the export service)."""
+    try:
+        handle, size = model_version_export_file(model_version=version, actor=actor, via=via)
+    except ExportError as exc:
+        raise Unprocessable(str(exc)) from exc
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=bundle_filename(version),
+        content_type="application/zip",
+    )
+    response["Content-Length"] = str(size)
+    return response

@@ -1,0 +1,71 @@
+"""The API's URL map (mounted at ``/api/``), the OpenAPI schema and the docs pages."""
+
+from __future__ import annotations
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from labelapp.api import auth, cases, datasets, iterations, labels, models, scoring
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(
+            url_name="api-schema", template_name="labelapp/api_redoc.html"
+        ),
+        name="api-redoc",
+    ),
+    path("auth/token/", auth.TokenApi.as_view(), name="api-token"),
+    path("me/", auth.MeApi.as_view(), name="api-me"),
+    # datasets ("import" is a reserved dataset name)
+    path("datasets/", datasets.DatasetListApi.as_view(), name="api-dataset-list"),
+    path("datasets/import/", datasets.DatasetImportApi.as_view(), name="api-dataset-import"),
+    path("imports/<str:upload_id>/", datasets.ImportStatusApi.as_view(), name="api-import-status"),
+    path("datasets/<str:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset-detail"),
+    path(
+        "datasets/<str:name>/report/",
+        datasets.DatasetReportApi.as_view(),
+        name="api-dataset-report",
+    ),
+    # cases and labels
+    path("datasets/<str:name>/cases/", cases.CaseListApi.as_view(), name="api-case-list"),
+    path("cases/<int:pk>/", cases.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("datasets/<str:name>/queue/next/", labels.QueueNextApi.as_view(), name="api-queue-next"),
+    path("labels/", labels.LabelListCreateApi.as_view(), name="api-label-list"),
+    path("labels/<int:pk>/undo/", labels.LabelUndoApi.as_view(), name="api-label-undo"),
+    # iterations
+    path(
+        "datasets/<str:name>/iterations/",
+        iterations.IterationListLaunchApi.as_view(),
+        name="api-iteration-list",
+    ),
+    path("iterations/<int:pk>/", iterations.IterationDetailApi.as_view(), name="api-iteration"),
+    path(
+        "iterations/<int:pk>/cancel/",
+        iterations.IterationCancelApi.as_view(),
+        name="api-iteration-cancel",
+    ),
+    path(
+        "iterations/<int:pk>/retry/",
+        iterations.IterationRetryApi.as_view(),
+        name="api-iteration-retry",
+    ),
+    # model versions and scoring
+    path(
+        "datasets/<str:name>/models/", models.ModelVersionListApi.as_view(), name="api-model-list"
+    ),
+    path("models/<int:pk>/", models.ModelVersionDetailApi.as_view(), name="api-model-detail"),
+    path(
+        "models/<int:pk>/promote/",
+        models.ModelVersionPromoteApi.as_view(),
+        name="api-model-promote",
+    ),
+    path(
+        "models/<int:pk>/download/",
+        models.ModelVersionDownloadApi.as_view(),
+        name="api-model-download",
+    ),
+    path("score/", scoring.ScoreApi.as_view(), name="api-score"),
+]

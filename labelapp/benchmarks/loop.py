@@ -1,0 +1,172 @@
+"""The loop in the app: stage times of one iteration, and the dataset page's latency meanwhile.
+
+``python manage.py benchmark_speed --part loop --out DIR [--quick]`` on an imported dataset
+(``LOOP_BENCH_DATASET``, default ``fraud_handbook``). It starts its own Celery worker process,
+times the dataset page while idle, launches one iteration, times the page while the iteration
+trains, then idle again, and writes ``DIR/speed_loop.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+
+IDLE_REQUESTS = 40
+PAUSE_S = 0.25
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _summary(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50_ms": round(1000 * statistics.median(values), 1),
+        "p95_ms": round(1000 * _percentile(values, 95), 1),
+        "max_ms": round(1000 * max(values), 1),
+    }
+
+
+def _client(url: str):
+    from django.test import Client
+
+    from labelapp.services.users import user_create_with_role
+
+    user = user_create_with_role(username="bench-admin", password=uuid.uuid4().hex, role="admin")
+    client = Client()
+    client.force_login(user)
+    client.get(url)  # warm caches and the connection
+    return client
+
+
+def _timed_get(client, url: str) -> float:
+    t0 = time.perf_counter()
+    response = client.get(url)
+    elapsed = time.perf_counter() - t0
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url} answered {response.status_code}")
+    return elapsed
+
+
+def _start_worker(queue: str) -> subprocess.Popen:
+    env = {**os.environ, "CELERY_TASK_DEFAULT_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
+    log = open(Path(settings.VAR_DIR) / f"bench-worker-{queue}.log", "w")  # noqa: SIM115
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "labelapp",
+            "worker",
+            "--pool",
+            "solo",
+            "-Q",
+            queue,
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{queue}@%h",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def main(out_dir: Path, quick: bool) -> dict:
+    from django.urls import reverse
+
+    from labelapp.celery import app as celery_app
+    from labelapp.models import Dataset, Iteration
+    from labelapp.services.iterations import iteration_launch
+    from labelapp.tasks.system import ping
+
+    name = os.environ.get("LOOP_BENCH_DATASET", "fraud_handbook")
+    dataset = Dataset.objects.get(name=name)
+    params = {"use_embeddings": False, "batch_size": 100, "n_clusters": 10, "pool_size": 1000}
+    if quick:
+        params.update({"n_estimators": 30, "max_unlabeled": 50_000})
+    url = reverse("dataset-detail", args=[dataset.name])
+    client = _client(url)
+
+    # A terminated benchmark still stops the worker it started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    celery_app.conf.task_default_queue = queue
+    worker = _start_worker(queue)
+    try:
+        ping.apply_async(args=[1], queue=queue).get(timeout=120)
+        print(f"worker up; timing {url} idle", flush=True)
+        idle_before = []
+        for _ in range(IDLE_REQUESTS):
+            idle_before.append(_timed_get(client, url))
+            time.sleep(PAUSE_S)
+        t0 = time.perf_counter()
+        iteration = iteration_launch(dataset=dataset, params=params, via="command")
+        during_train: list[float] = []
+        during_other: list[float] = []
+        last_stage = ""
+        while True:
+            iteration.refresh_from_db()
+            if iteration.stage != last_stage:
+                print(f"  {time.perf_counter() - t0:7.1f}s stage {iteration.stage}", flush=True)
+                last_stage = iteration.stage
+            if iteration.status not in Iteration.ACTIVE_STATUSES:
+                break
+            elapsed = _timed_get(client, url)
+            (during_train if iteration.stage == "train" else during_other).append(elapsed)
+            time.sleep(PAUSE_S)
+        total_s = time.perf_counter() - t0
+        idle_after = []
+        for _ in range(IDLE_REQUESTS):
+            idle_after.append(_timed_get(client, url))
+            time.sleep(PAUSE_S)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+    idle = idle_before + idle_after
+    report = {
+        "dataset": dataset.name,
+        "n_cases": dataset.n_cases,
+        "params": iteration.params,
+        "iteration": iteration.pk,
+        "status": iteration.status,
+        "error": iteration.error,
+        "wall_seconds": round(total_s, 1),
+        "stage_seconds": (iteration.metrics or {}).get("stage_seconds"),
+        "batch_size": iteration.batch.count(),
+        "page": url,
+        "latency_idle": _summary(idle),
+        "latency_during_train": _summary(during_train),
+        "latency_during_other_stages": _summary(during_other),
+        "threads": getattr(settings, "LOOP_THREADS", 0) or "all",
+        "worker_nice": getattr(settings, "LOOP_WORKER_NICE", 0),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+    }
+    if idle and during_train:
+        report["p95_ratio_train_vs_idle"] = round(
+            _percentile(during_train, 95) / _percentile(idle, 95), 3
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "speed_loop.json").write_text(json.dumps(report, indent=2, default=str))
+    return report

@@ -1,0 +1,82 @@
+"""Reads of cases for lists and details: who may see which case, filters, the current answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+
+from labelapp.models import BatchItem, Case, Dataset, Label
+from labelapp.roles import is_admin, is_expert
+
+NO_ANSWER = "none"
+
+
+def current_answer_subquery() -> Subquery:
+    """The case's standing answer: its latest label that is neither an undo nor undone."""
+    standing = (
+        Label.objects.filter(case=OuterRef("pk"))
+        .exclude(answer=Label.Answer.UNDONE)
+        .exclude(Exists(Label.objects.filter(undoes=OuterRef("pk"))))
+        .order_by("-created_at", "-id")
+        .values("answer")[:1]
+    )
+    return Subquery(standing)
+
+
+def cases_visible_to(user: Any, cases: QuerySet[Case] | None = None) -> QuerySet[Case]:
+    """Admins see every case; an expert the cases leased to them or that they labeled."""
+    cases = Case.objects.all() if cases is None else cases
+    if is_admin(user):
+        return cases
+    if is_expert(user):
+        mine = Q(Exists(BatchItem.objects.filter(case=OuterRef("pk"), assigned_to=user))) | Q(
+            Exists(Label.objects.filter(case=OuterRef("pk"), user=user))
+        )
+        return cases.filter(mine)
+    return cases.none()
+
+
+def case_list(
+    *,
+    user: Any,
+    dataset: Dataset,
+    pool_state: list[str] | None = None,
+    score_min: float | None = None,
+    score_max: float | None = None,
+    answer: list[str] | None = None,
+    iteration: int | None = None,
+    ordering: str = "row",
+) -> QuerySet[Case]:
+    """The dataset's cases visible to ``user``, filtered, with ``current_answer`` annotated.
+
+    ``answer`` values are label answers or ``"none"`` (no standing answer); ``iteration`` keeps
+    the cases selected into that iteration's batch.
+    """
+    cases = cases_visible_to(user, dataset.cases.all()).annotate(
+        current_answer=current_answer_subquery()
+    )
+    if pool_state:
+        cases = cases.filter(pool_state__in=pool_state)
+    if score_min is not None:
+        cases = cases.filter(score__gte=score_min)
+    if score_max is not None:
+        cases = cases.filter(score__lte=score_max)
+    if answer:
+        wanted = Q(current_answer__in=[a for a in answer if a != NO_ANSWER])
+        if NO_ANSWER in answer:
+            wanted |= Q(current_answer__isnull=True)
+        cases = cases.filter(wanted)
+    if iteration is not None:
+        cases = cases.filter(batch_items__iteration_id=iteration)
+    return cases.order_by(ordering, "id")
+
+
+def case_detail_queryset(user: Any) -> QuerySet[Case]:
+    """Cases visible to ``user`` with what a case's detail shows (labels, batch items)."""
+    return (
+        cases_visible_to(user)
+        .select_related("dataset", "dataset__current_model")
+        .prefetch_related("labels__user", "labels__pattern", "batch_items")
+        .annotate(current_answer=current_answer_subquery())
+    )

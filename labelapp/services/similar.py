@@ -1,0 +1,165 @@
+"""Writes about similar cases: the neighbour index of a model version, "more like this" batches.
+
+The index lives beside the model's artifacts, in ``<artifact_dir>/neighbors/``: the
+:class:`learning.neighbors.NeighborIndex` files plus ``space.json`` (which hand features, their
+scaling, whether embeddings are in). Rows of the index are the dataset's case rows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from labelapp.models import BatchItem, Case, Iteration, ModelVersion, PoolState
+from labelapp.selectors.similar import (
+    SPACE_FILE,
+    case_neighbors,
+    load_neighbor_index,
+    neighbor_dir,
+    neighbor_inputs,
+)
+from labelapp.services.audit import audit_event_create
+from learning.neighbors import NeighborIndex, neighbor_matrix
+
+#: Recall@10 the HNSW index is tuned to at build time (exact search below ~20k cases).
+TARGET_RECALL = 0.95
+#: Cases a "more like this" batch holds by default.
+MORE_LIKE_THIS_SIZE = 20
+#: Neighbours looked at to fill a "more like this" batch with cases still offerable.
+MORE_LIKE_THIS_CANDIDATES = 200
+
+
+def neighbor_index_build(*, model_version: ModelVersion, n_jobs: int = 1) -> dict[str, Any]:
+    """Build (or rebuild) the neighbour index of ``model_version``; returns what was built.
+
+    The space is the model's embeddings (when it was trained with some) beside the dataset's
+    numeric hand features, robustly scaled (:func:`learning.neighbors.neighbor_matrix`). Written
+    to a temporary folder and renamed into place, so readers never see half an index.
+    """
+    started = time.perf_counter()
+    hand, names, embeddings = neighbor_inputs(model_version)
+    matrix, scaling = neighbor_matrix(embeddings, hand)
+    index = NeighborIndex(method="auto", target_recall=TARGET_RECALL, n_jobs=n_jobs).fit(matrix)
+    final = neighbor_dir(model_version)
+    tmp = final.with_name(final.name + f".tmp-{time.time_ns()}")
+    index.save(tmp)
+    emb_dim = 0 if embeddings is None else int(embeddings.shape[1])
+    space = {
+        "hand_features": names,
+        "hand_offset": emb_dim,
+        "hand_factor": 1.0 / float(np.sqrt(max(len(names), 1))),
+        "scaling": scaling.to_json() if scaling is not None else None,
+        "embedding_dim": emb_dim,
+        "method": index.method_,
+        "ef_search": index.ef_search_,
+        "tuning": index.tuning_,
+        "n_cases": int(len(matrix)),
+        "build_seconds": time.perf_counter() - started,
+    }
+    (tmp / SPACE_FILE).write_text(json.dumps(space, indent=2))
+    if final.exists():
+        old = final.with_name(final.name + f".old-{time.time_ns()}")
+        final.rename(old)
+        tmp.rename(final)
+        _remove_tree(old)
+    else:
+        tmp.rename(final)
+    load_neighbor_index.cache_clear()
+    audit_event_create(
+        actor=None,
+        verb="neighbors.build",
+        dataset=model_version.dataset,
+        target=model_version,
+        data={k: space[k] for k in ("method", "n_cases", "embedding_dim", "build_seconds")},
+        via="worker",
+    )
+    return space
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def batch_more_like_this(
+    *, user: Any, case: Case, size: int = MORE_LIKE_THIS_SIZE
+) -> tuple[Iteration, list[BatchItem]]:
+    """Add the ``size`` nearest still-offerable cases of ``case`` to the experts' current batch.
+
+    The batch is the dataset's newest iteration that has one (what the experts' queue serves);
+    without any, a new done iteration holds it. Chosen cases turn ``shown`` like the loop's.
+
+    Raises
+    ------
+    FileNotFoundError
+        The current model has no neighbour index yet.
+    """
+    dataset = case.dataset
+    found = case_neighbors(case, n_neighbors=MORE_LIKE_THIS_CANDIDATES)
+    offerable = (PoolState.UNLABELED, PoolState.SKIPPED)
+    with transaction.atomic():
+        by_row = {
+            c.row: c
+            for c in Case.objects.select_for_update().filter(
+                dataset=dataset, row__in=[int(r) for r in found.rows], pool_state__in=offerable
+            )
+        }
+        pairs = zip(found.rows.tolist(), found.distances.tolist(), strict=True)
+        chosen = [(by_row[r], d) for r, d in pairs if r in by_row][:size]
+        iteration = _batch_iteration(dataset, user=user, case=case)
+        in_batch = set(
+            BatchItem.objects.filter(iteration=iteration).values_list("case_id", flat=True)
+        )
+        chosen = [(c, d) for c, d in chosen if c.pk not in in_batch]
+        start = (
+            BatchItem.objects.filter(iteration=iteration).aggregate(m=Max("position"))["m"] or 0
+        ) + 1
+        items = BatchItem.objects.bulk_create(
+            BatchItem(
+                iteration=iteration,
+                case=c,
+                position=start + i,
+                score=c.score,
+                reason=f"more like {case.case_id} (distance {d:.3g})"[:200],
+            )
+            for i, (c, d) in enumerate(chosen)
+        )
+        Case.objects.filter(pk__in=[c.pk for c, _ in chosen]).update(pool_state=PoolState.SHOWN)
+        audit_event_create(
+            actor=user,
+            verb="batch.more_like_this",
+            dataset=dataset,
+            target=case,
+            data={"iteration": iteration.pk, "added": [c.case_id for c, _ in chosen]},
+        )
+    return iteration, items
+
+
+def _batch_iteration(dataset, *, user: Any, case: Case) -> Iteration:
+    from labelapp.services.queue import current_batch_iteration
+
+    iteration = current_batch_iteration(dataset)
+    if iteration is not None:
+        return iteration
+    number = (dataset.iterations.aggregate(m=Max("number"))["m"] or 0) + 1
+    now = timezone.now()
+    return Iteration.objects.create(
+        dataset=dataset,
+        number=number,
+        status=Iteration.Status.DONE,
+        stage="more like this",
+        params={"kind": "more_like_this", "case": case.case_id},
+        launched_by=user if getattr(user, "is_authenticated", False) else None,
+        started_at=now - timedelta(seconds=0),
+        finished_at=now,
+        log=f"Batch built by hand: more like case {case.case_id}.\n",
+    )

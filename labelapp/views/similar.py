@@ -1,0 +1,52 @@
+"""Similar cases: the case page's htmx panel and the admin's "more like this" action."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from labelapp.models import Case
+from labelapp.roles import admin_required, expert_required
+from labelapp.selectors.similar import similar_cases
+from labelapp.services.similar import MORE_LIKE_THIS_SIZE, batch_more_like_this
+
+
+@expert_required
+def case_similar_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Fragment: the most similar known positives and "not confirmed" cases, the kNN score."""
+    case = get_object_or_404(Case.objects.select_related("dataset__current_model"), pk=pk)
+    return render(
+        request,
+        "labelapp/case_similar.html",
+        {"case": case, "panel": similar_cases(case), "more_like_this_size": MORE_LIKE_THIS_SIZE},
+    )
+
+
+@admin_required
+@require_POST
+def more_like_this_view(request: HttpRequest, pk: int) -> HttpResponse:
+    case = get_object_or_404(Case.objects.select_related("dataset"), pk=pk)
+    try:
+        size = max(1, min(int(request.POST.get("size", MORE_LIKE_THIS_SIZE)), 500))
+    except ValueError:
+        size = MORE_LIKE_THIS_SIZE
+    try:
+        iteration, items = batch_more_like_this(user=request.user, case=case, size=size)
+    except FileNotFoundError as exc:
+        messages.error(request, f"No batch built: {exc}.")
+    else:
+        messages.success(
+            request,
+            f"{len(items)} cases like {case.case_id} added to the batch of iteration "
+            f"#{iteration.number}.",
+        )
+    return redirect("case-detail", pk=case.pk)
+
+
+urlpatterns = [
+    path("cases/<int:pk>/similar/", case_similar_view, name="case-similar"),
+    path("cases/<int:pk>/more-like-this/", more_like_this_view, name="case-more-like-this"),
+]

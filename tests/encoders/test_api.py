@@ -1,0 +1,161 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from encoders import checkpoint
+from encoders.api import (
+    embed_dataset,
+    embedding_map_png,
+    embeddings_for_dataset,
+    pretrain_for_dataset,
+    read_case_keys,
+    read_events,
+)
+from encoders.embed import embed_cases, embed_cases_windowed
+from encoders.featurize import _ts_ns, case_positions
+from encoders.pretrain import PretrainConfig
+from tests.conftest import shared_dataset
+from tests.encoders.conftest import write_dataset
+from tests.encoders.test_model import SMALL
+
+TINY_PRETRAIN = PretrainConfig(seq_len=32, batch_size=8, max_steps=3, eval_size=16)
+
+
+@pytest.fixture
+def trained(dataset, tmp_path):
+    path = pretrain_for_dataset(
+        dataset,
+        tmp_path / "enc.pt",
+        model_overrides=SMALL,
+        pretrain_config=TINY_PRETRAIN,
+    )
+    return path
+
+
+def test_fast_path_equals_each_case_encoded_alone(dataset, trained):
+    model, featurizer = checkpoint.load(trained)
+    seqs = featurizer.sequences(read_events(dataset))
+    cases = read_case_keys(dataset)
+    ent, pos, gap = case_positions(seqs, cases["entity_id"].to_numpy(), _ts_ns(cases["ts"]))
+    assert (pos >= 0).sum() > 200 and pos[-1] == -1 and pos[-2] == -1  # unknown and too early
+    reference = embed_cases_windowed(model, seqs, pos, gap)
+    fast = np.zeros_like(reference)
+    # tiny segments force the long-history path (overlapping segments) too
+    embed_cases(
+        model, seqs, ent, pos, gap, fast, chunk_events=500, batch_tokens=300, segment_len=60
+    )
+    np.testing.assert_allclose(fast, reference, atol=2e-5)
+    assert np.abs(reference).sum(1).min() > 0
+
+
+def test_embed_dataset_rows_follow_cases_and_ignore_the_future(dataset, trained, events, tmp_path):
+    emb = embed_dataset(trained, dataset, tmp_path / "emb.npy")
+    assert emb.shape == (302, SMALL["out_dim"]) and emb.dtype == np.float32
+    assert isinstance(emb, np.memmap)
+    # rewrite every event at or after each case's ts: the case's vector must not move
+    cases = pd.read_parquet(dataset / "cases.parquet")
+    cut = cases.iloc[7]
+    future = (events["entity_id"] == cut["entity_id"]) & (events["ts"] >= cut["ts"])
+    assert future.sum() >= 1
+    changed = events.copy()
+    changed.loc[future, "amount"] *= 100
+    changed.loc[future, "terminal_id"] = "t999"
+    extra = changed[future].head(1).assign(ts=cut["ts"])  # a new event at exactly ts
+    changed = pd.concat([changed, extra], ignore_index=True)
+    other = write_dataset(tmp_path / "future", changed)
+    cases.to_parquet(other / "cases.parquet")  # the very same cases
+    emb2 = embed_dataset(trained, other, tmp_path / "emb2.npy")
+    np.testing.assert_allclose(emb2[7], emb[7], atol=1e-6)
+    # while a case later than the change does move
+    later = np.flatnonzero(
+        (cases["entity_id"] == cut["entity_id"]).to_numpy() & (cases["ts"] > cut["ts"]).to_numpy()
+    )
+    if len(later):
+        assert np.abs(emb2[later] - emb[later]).max() > 1e-4
+
+
+def test_embedding_resumes_after_interruption(dataset, trained, tmp_path):
+    full = np.array(embed_dataset(trained, dataset, tmp_path / "full.npy"))
+    calls = []
+
+    def stop_early(done, total, info):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    import encoders.api as api
+
+    api.EMBED_CHUNK_EVENTS, saved = 400, api.EMBED_CHUNK_EVENTS
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            embed_dataset(trained, dataset, tmp_path / "part.npy", progress=stop_early)
+        resumed_progress = []
+        part = embed_dataset(
+            trained,
+            dataset,
+            tmp_path / "part.npy",
+            progress=lambda d, t, i: resumed_progress.append(d),
+        )
+    finally:
+        api.EMBED_CHUNK_EVENTS = saved
+    np.testing.assert_array_equal(np.asarray(part), full)
+    assert resumed_progress[0] > 0  # started past the chunks already written
+
+
+def test_embeddings_for_dataset_caches(dataset, tmp_path, monkeypatch):
+    import encoders.api as api
+
+    def small_pretrain(data_dir, out_path, *, minutes=5.0, progress=None, seed=0):
+        return pretrain_for_dataset(
+            data_dir, out_path, model_overrides=SMALL, pretrain_config=TINY_PRETRAIN
+        )
+
+    # the real pretraining takes minutes; the same function with a tiny budget keeps this fast
+    monkeypatch.setattr(api, "pretrain_for_dataset", small_pretrain)
+    first = embeddings_for_dataset(dataset, cache_dir=tmp_path / "cache")
+    ckpts = list((tmp_path / "cache").glob("encoder-*.pt"))
+    stamp = ckpts[0].stat().st_mtime_ns
+    second = embeddings_for_dataset(dataset, cache_dir=tmp_path / "cache")
+    assert len(ckpts) == 1 and ckpts[0].stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(np.asarray(first), np.asarray(second))
+
+
+def test_pretrain_is_deterministic(dataset, tmp_path):
+    paths = [
+        pretrain_for_dataset(
+            dataset, tmp_path / f"e{i}.pt", model_overrides=SMALL, pretrain_config=TINY_PRETRAIN
+        )
+        for i in range(2)
+    ]
+    a, b = (checkpoint.load_raw(p)["state_dict"] for p in paths)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_embedding_map_png(tmp_path):
+    rng = np.random.default_rng(0)
+    emb = np.concatenate([rng.normal(0, 1, (150, 8)), rng.normal(4, 1, (50, 8))]).astype(np.float32)
+    colors = np.array([0] * 150 + [1] * 50)
+    path = embedding_map_png(
+        emb, tmp_path / "map.png", colors=colors, labels=["unlabeled", "seed"], sample=120
+    )
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+def test_real_data_sequences_end_before_the_case():
+    data = shared_dataset("fraud_handbook")
+    import pyarrow.parquet as pq
+
+    from encoders.featurize import Featurizer
+
+    events = pq.ParquetFile(data / "events.parquet").read_row_group(0).to_pandas().head(50_000)
+    featurizer = Featurizer().fit(
+        events, {"events": {"numeric": ["amount"], "categorical": ["terminal_id"]}}
+    )
+    assert featurizer.categorical[0]["kind"] == "hash"  # thousands of terminals
+    seqs = featurizer.sequences(events)
+    # in fraud_handbook every case is also an event: its own event must not be in its sequence
+    ent, pos, _ = case_positions(seqs, events["entity_id"].to_numpy(), _ts_ns(events["ts"]))
+    has = pos >= 0
+    assert (seqs.ts[pos[has]] < _ts_ns(events["ts"])[has]).all()
+    assert (~has).sum() == len(seqs.entity_ids)  # exactly each customer's first transaction

@@ -12,6 +12,9 @@ DATA ?=
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU build (a local wheel where the machine has one); with it in
+	# place the project's own pin installs nothing more.
+	$(PY) -m pip install -q "torch==2.13.0"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 

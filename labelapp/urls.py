@@ -6,7 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from labelapp.views import datasets, imports
+from labelapp.views import datasets, imports, model_export
 from labelapp.views import iterations as iteration_views
 from labelapp.views import models as model_views
 
@@ -20,6 +20,7 @@ urlpatterns = [
     path("datasets/<slug:name>/", datasets.dataset_detail_view, name="dataset-detail"),
     path("", include(iteration_views.urlpatterns)),
     path("", include(model_views.urlpatterns)),
+    path("", include(model_export.urlpatterns)),
     path("", include("labelapp.views.labeling_urls")),
     path("api/", include("labelapp.api.urls")),
     path("", include("labelapp.views.similar")),

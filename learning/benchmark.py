@@ -40,6 +40,7 @@ REQUIRED_METHODS = (
 # Ablations: each changes one thing of active_pu, to measure what that thing adds.
 EXTRA_METHODS = (
     "two_step_pu",  # two-step PU on the seeds alone, no expert labels
+    "naive_pu_hand_features",  # naive_pu without the label-derived entity features
     "top_score_batches",  # batches of the highest scores only
     "active_pu_naive_model",  # active_pu's batches, but a naive P-vs-U GBRT as the model
     "active_pu_no_entity_features",  # active_pu without label-derived entity features
@@ -296,9 +297,10 @@ def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
         )
         scores_test = booster.predict(h.hand[test_idx])
     else:
-        X_all, _ = h.features(h.pool_seed, entity=True, embeddings=False)
+        entity = name != "naive_pu_hand_features"
+        X_all, _ = h.features(h.pool_seed, entity=entity, embeddings=False)
         s = h.pool_seed.astype(int)
-        scorer = _naive_scorer if name == "naive_pu" else _two_step_scorer
+        scorer = _two_step_scorer if name == "two_step_pu" else _naive_scorer
         scores_test = scorer(h, X_all[pool_idx], s, None, X_all[test_idx])
     metrics = h.test_metrics(scores_test)
     metrics.update(labels_used=0, positives_found=0, confirmed=0, seconds=time.perf_counter() - t0)
@@ -361,8 +363,9 @@ def run_benchmark(
     if ds.labels is None:
         raise ValueError(f"{data_dir} has no label column: the simulated expert needs the truth")
     h = Harness(ds, st, embeddings, log)
-    if not h.entity_columns and "active_pu_no_entity_features" in methods:
-        methods.remove("active_pu_no_entity_features")  # identical to active_pu here
+    for twin in ("active_pu_no_entity_features", "naive_pu_hand_features"):
+        if not h.entity_columns and twin in methods:
+            methods.remove(twin)  # identical to its entity-feature twin here
     test_y = h.y[h.split.test]
     log(
         f"{ds.name}: {ds.n_cases} cases, pool {len(h.split.pool)} ({h.split.rule}), test "
@@ -556,6 +559,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-score-share", type=float, default=0.5)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument(
+        "--max-unlabeled", type=int, default=100_000, help="U cases sampled per EM round (0: all)"
+    )
+    p.add_argument(
+        "--n-estimators-em", type=int, default=50, help="trees of the intermediate EM rounds"
+    )
+    p.add_argument(
         "--methods",
         default=None,
         help="comma-separated subset (default: all required methods and ablations)",
@@ -580,6 +589,8 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         seed=args.seed,
         top_score_share=args.top_score_share,
         n_jobs=args.n_jobs,
+        max_unlabeled=args.max_unlabeled or None,
+        n_estimators_em=args.n_estimators_em,
     )
     if args.methods:
         settings["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())

@@ -159,7 +159,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         )
         return lgb.train(self._params(seed), data, num_boost_round=n_trees)
 
-    def fit(self, X, s, sample_weight=None):
+    def fit(self, X, s, sample_weight=None, progress=None):
         """Fit on positives (``s == 1``) and unlabeled cases (``s == 0``).
 
         Parameters
@@ -169,6 +169,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
             1 for P (seeds and confirmed), 0 for U.
         sample_weight : array-like of float, shape (n_samples,), optional
             Per-case weight, e.g. the up-sampling of expert-confirmed positives.
+        progress : callable, optional
+            Called as ``progress(rounds_done, rounds_total)`` after every EM round (the caller's
+            progress bar; an exception it raises stops the fit).
 
         Returns
         -------
@@ -229,6 +232,8 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 final=last,
             )
             targets = np.where(hidden, scores, 1.0)
+            if progress is not None:
+                progress(len(self.history_), total_rounds)
 
         is_u = s[rows] == 0
         if scores is None:  # no step-1 round: every U case inherits 0
@@ -263,6 +268,8 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
             targets = np.where(is_u, scores, 1.0)
             if self.fix_reliable_negatives:
                 targets[reliable] = 0.0
+            if progress is not None:
+                progress(len(self.history_), total_rounds)
         return self
 
     def _em_round(

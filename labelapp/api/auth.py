@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer, inline_serializer
 from rest_framework import serializers
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.permissions import IsAuthenticated
@@ -18,6 +18,16 @@ class TokenApi(ObtainAuthToken):
     """Exchange a username and password for the user's API token (``Authorization: Token ..``)."""
 
     throttle_scope = "auth"
+
+    @extend_schema(
+        operation_id="auth_token",
+        responses={
+            200: inline_serializer("Token", {"token": serializers.CharField()}),
+            **error_responses(400, 429),
+        },
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
 
 class MeApi(APIView):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist
+from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -75,7 +77,24 @@ def _flatten(errors: Any, prefix: str = "") -> list[str]:
     return [f"{prefix}: {errors}" if prefix else str(errors)]
 
 
+class TooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
 def _from_django(exc: Exception) -> Exception:
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE // (1024 * 1024)
+        return TooLarge(
+            f"The request body exceeds {limit} MiB (DATA_UPLOAD_MAX_MEMORY_SIZE): send fewer "
+            "records per request (files go as multipart uploads, which have no such limit)."
+        )
+    if isinstance(exc, DataError):
+        # Input the database cannot store (out-of-range numbers, NUL characters in text).
+        return exceptions.ValidationError(
+            {"non_field_errors": [f"a value cannot be stored: {str(exc).splitlines()[0]}"]}
+        )
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         return exceptions.ValidationError(detail=detail)

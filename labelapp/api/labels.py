@@ -33,6 +33,15 @@ class LabelOutputSerializer(LabelBriefSerializer):
         fields = [*LabelBriefSerializer.Meta.fields, "case", "case_id", "seconds_spent"]
 
 
+class PatternField(serializers.SlugRelatedField):
+    """A pattern tag by name; text the database cannot hold is invalid, not a server error."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 def labels_visible_to(user):
     labels = Label.objects.select_related("user", "pattern", "case").order_by("-created_at", "-id")
     return labels if is_admin(user) else labels.filter(user=user)
@@ -53,7 +62,7 @@ class LabelListCreateApi(APIView):
         answer = serializers.ChoiceField(
             choices=[Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED, Label.Answer.SKIPPED]
         )
-        pattern = serializers.SlugRelatedField(
+        pattern = PatternField(
             slug_field="name",
             queryset=PatternTag.objects.all(),
             required=False,
@@ -75,7 +84,7 @@ class LabelListCreateApi(APIView):
         parameters=[FilterSerializer, *PAGE_PARAMETERS],
         responses={
             200: paginated(LabelOutputSerializer, "PaginatedLabelList"),
-            **error_responses(400, 401, 403),
+            **error_responses(400, 401, 403, 404),
         },
     )
     def get(self, request: Request) -> Response:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -18,12 +15,7 @@ from labelapp.api.errors import Conflict, Unprocessable, error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import IsAdmin
 from labelapp.models import Dataset, ModelVersion
-from labelapp.services.export import (
-    ExportError,
-    bundle_filename,
-    export_dir,
-    model_version_export,
-)
+from labelapp.services.export import ExportError, bundle_filename, model_version_export_file
 from labelapp.services.model_versions import ModelVersionError, model_version_promote
 
 
@@ -129,15 +121,11 @@ class ModelVersionDownloadApi(APIView):
 
 
 def bundle_response(version: ModelVersion, *, actor, via: str) -> FileResponse:
-    """Export ``version`` into a temporary file and stream it (the file goes when sent)."""
-    handle = tempfile.NamedTemporaryFile(dir=export_dir(), suffix=".zip")  # noqa: SIM115
+    """Stream ``version``'s export bundle as a download (audited by the export service)."""
     try:
-        model_version_export(model_version=version, out=handle, actor=actor, via=via)
+        handle, size = model_version_export_file(model_version=version, actor=actor, via=via)
     except ExportError as exc:
-        handle.close()
         raise Unprocessable(str(exc)) from exc
-    handle.seek(0)
-    size = Path(handle.name).stat().st_size
     response = FileResponse(
         handle,
         as_attachment=True,

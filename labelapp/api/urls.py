@@ -10,28 +10,34 @@ from labelapp.api import auth, cases, datasets, iterations, labels, models, scor
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path(
+        "redoc/",
+        SpectacularRedocView.as_view(
+            url_name="api-schema", template_name="labelapp/api_redoc.html"
+        ),
+        name="api-redoc",
+    ),
     path("auth/token/", auth.TokenApi.as_view(), name="api-token"),
     path("me/", auth.MeApi.as_view(), name="api-me"),
     # datasets ("import" is a reserved dataset name)
     path("datasets/", datasets.DatasetListApi.as_view(), name="api-dataset-list"),
     path("datasets/import/", datasets.DatasetImportApi.as_view(), name="api-dataset-import"),
     path("imports/<str:upload_id>/", datasets.ImportStatusApi.as_view(), name="api-import-status"),
-    path("datasets/<slug:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset-detail"),
+    path("datasets/<str:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset-detail"),
     path(
-        "datasets/<slug:name>/report/",
+        "datasets/<str:name>/report/",
         datasets.DatasetReportApi.as_view(),
         name="api-dataset-report",
     ),
     # cases and labels
-    path("datasets/<slug:name>/cases/", cases.CaseListApi.as_view(), name="api-case-list"),
+    path("datasets/<str:name>/cases/", cases.CaseListApi.as_view(), name="api-case-list"),
     path("cases/<int:pk>/", cases.CaseDetailApi.as_view(), name="api-case-detail"),
-    path("datasets/<slug:name>/queue/next/", labels.QueueNextApi.as_view(), name="api-queue-next"),
+    path("datasets/<str:name>/queue/next/", labels.QueueNextApi.as_view(), name="api-queue-next"),
     path("labels/", labels.LabelListCreateApi.as_view(), name="api-label-list"),
     path("labels/<int:pk>/undo/", labels.LabelUndoApi.as_view(), name="api-label-undo"),
     # iterations
     path(
-        "datasets/<slug:name>/iterations/",
+        "datasets/<str:name>/iterations/",
         iterations.IterationListLaunchApi.as_view(),
         name="api-iteration-list",
     ),
@@ -48,7 +54,7 @@ urlpatterns = [
     ),
     # model versions and scoring
     path(
-        "datasets/<slug:name>/models/", models.ModelVersionListApi.as_view(), name="api-model-list"
+        "datasets/<str:name>/models/", models.ModelVersionListApi.as_view(), name="api-model-list"
     ),
     path("models/<int:pk>/", models.ModelVersionDetailApi.as_view(), name="api-model-detail"),
     path(

@@ -129,3 +129,20 @@ def run(source: Path, *, name: str, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "import.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def main(out_dir: Path, quick: bool) -> dict:
+    """``benchmark_speed``-style entry point: the full ``fraud_handbook`` from ``../shared/data``
+    (``SHARED_DATA`` overrides), or with ``quick`` a generated 50,000-case demo dataset."""
+    if quick:
+        import tempfile
+
+        from labelapp.demo import generate_demo_dataset
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = generate_demo_dataset(Path(tmp) / "demo", n_cases=50_000)
+            return run(folder, name="bench-demo", out_dir=out_dir)
+    shared = Path(
+        os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[3] / "shared/data")
+    )
+    return run(shared / "fraud_handbook", name="bench-fraud-handbook", out_dir=out_dir)

@@ -8,8 +8,9 @@ and the view's own time from its ``Server-Timing`` header:
 * ``queue``     - GET the queue page;
 * ``case``      - GET a case page (features with ranges, timeline, history, contributions);
 * ``next_case`` - POST "next case" (htmx): lease a case with ``SKIP LOCKED`` and render it;
-* ``answer``    - POST an answer (htmx): store the label, lease and render the next case;
-* ``undo``      - POST undo (htmx): undo the answer, render that case again.
+* ``answer``    - POST an answer (htmx): store the label, lease and render the next case
+  (down the batch, one new case per answer);
+* ``undo``      - POST undo (htmx, the ``u`` key): undo the latest answer, render that case.
 
 If the dataset has no batch yet (no iteration selected one), the benchmark creates one itself:
 an iteration marked ``{"benchmark": "web"}`` whose open items are random unlabeled cases (that is
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_DATASET = "fraud_handbook"
-BATCH_SIZE = 200
+BATCH_SIZE = 250  # more than warm-up + requests: every answer takes a new case
 REQUESTS_FULL = 200
 REQUESTS_QUICK = 40
 WARMUP = 5
@@ -325,14 +326,19 @@ def _measure(base: str, dataset, users: dict[str, Any], *, n_requests: int) -> d
         response = record("next_case", i, lambda: expert.post(next_url, headers=htmx, timeout=30))
         if "data-case=" not in response.text:
             raise RuntimeError("next case returned no case")
-    # Answer then undo: the answered case comes back, so the batch never runs dry.
+    # Answers: each one stores a label, then leases and renders the next case, down the batch.
+    # Undos: then the expert presses "u" as many times; each undo brings that case back.
     release()
     response = expert.post(next_url, headers=htmx, timeout=30)
+    answered = 0
     for i in range(WARMUP + n_requests):
-        case_pk = CASE_PK.search(response.text).group(1)
+        found = CASE_PK.search(response.text)
+        if found is None:
+            break  # the batch ran out
+        case_pk = found.group(1)
         key = IDEMPOTENCY.search(response.text).group(1)
         answer = ("not_confirmed", "confirmed", "skipped")[i % 3]
-        record(
+        response = record(
             "answer",
             i,
             lambda c=case_pk, k=key, a=answer: expert.post(
@@ -342,11 +348,9 @@ def _measure(base: str, dataset, users: dict[str, Any], *, n_requests: int) -> d
                 timeout=30,
             ),
         )
-        response = record(
-            "undo",
-            i,
-            lambda c=case_pk: expert.post(undo_url, data={"case": c}, headers=htmx, timeout=30),
-        )
+        answered += 1
+    for i in range(answered):
+        record("undo", i, lambda: expert.post(undo_url, headers=htmx, timeout=30))
     return {
         "pages": {page: _percentiles(client_ms[page]) for page in pages},
         "server_view_ms": {page: _percentiles(server_ms[page]) for page in pages},

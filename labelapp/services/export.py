@@ -9,6 +9,7 @@ Every export is an audit event: who took which model, when, and the bundle's man
 from __future__ import annotations
 
 import json
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -74,6 +75,21 @@ def model_version_export(
         via=via,
     )
     return manifest
+
+
+def model_version_export_file(
+    *, model_version: ModelVersion, actor: Any = None, via: str = "page"
+) -> tuple[BinaryIO, int]:
+    """Export into an anonymous temporary file (gone once closed): ``(file at 0, size)``."""
+    handle = tempfile.TemporaryFile(dir=export_dir())  # noqa: SIM115 (the caller closes it)
+    try:
+        model_version_export(model_version=model_version, out=handle, actor=actor, via=via)
+    except BaseException:
+        handle.close()
+        raise
+    size = handle.tell()
+    handle.seek(0)
+    return handle, size
 
 
 def bundle_members(model_version: ModelVersion) -> dict[str, Path | str]:
@@ -249,6 +265,8 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
         "- Label-derived features count the positives known at training time "
         "(positives.parquet); new confirmations are not seen until the next model.",
         "- Performance was measured on the data above; data drift needs re-measuring.",
+        "- positives.parquet holds the identifiers and times of the known positives (the "
+        "label-derived features need them): treat the bundle as confidential data.",
         "",
         "## How to score outside the app",
         "",

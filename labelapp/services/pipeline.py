@@ -392,7 +392,12 @@ def stage_train(run: Run) -> None:
     s, weight = training_targets(run.states, confirmed_weight=float(p["confirmed_weight"]))
     if s.sum() < 2:
         raise ValueError(f"need at least 2 positives (seeds or confirmed) to train, have {s.sum()}")
-    rep.stage("train", note=f"{int(s.sum()):,} positives, {int((s == 0).sum()):,} unlabeled")
+    rounds = 2 * int(p["em_rounds"])
+    rep.stage(
+        "train",
+        total=rounds,
+        note=f"{int(s.sum()):,} positives, {int((s == 0).sum()):,} unlabeled, {rounds} EM rounds",
+    )
     model = TwoStepPU(
         spy_fraction=float(p["spy_fraction"]),
         spy_quantile=float(p["spy_quantile"]),
@@ -405,7 +410,9 @@ def stage_train(run: Run) -> None:
         n_jobs=int(getattr(settings, "LOOP_THREADS", 0)) or None,
         random_state=int(p["random_state"]),
     )
-    model.fit(run.X, s, sample_weight=weight)
+    model.fit(
+        run.X, s, sample_weight=weight, progress=lambda done, total: rep.progress(done, total)
+    )
     run.model = model
     for h in getattr(model, "history_", []):
         rep.log(

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
 from labelapp.celery import app as celery_app
@@ -18,6 +19,18 @@ from labelapp.services.users import user_create_with_role
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def isolated_files_and_fast_passwords(settings, tmp_path_factory):
+    """Every test writes artifacts and uploads under its own temporary folder (never into the
+    dev database's ``var/artifacts``), and hashes passwords cheaply (test users only)."""
+    root = tmp_path_factory.mktemp("files")
+    settings.ARTIFACTS_DIR = root / "artifacts"
+    settings.UPLOADS_DIR = root / "uploads"
+    settings.ARTIFACTS_DIR.mkdir()
+    settings.UPLOADS_DIR.mkdir()
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -84,6 +97,9 @@ def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | 
             "DATABASE_URL": database_url_for_current_connection(),
             "CELERY_TASK_DEFAULT_QUEUE": queue,
             "PYTHONUNBUFFERED": "1",
+            # The worker sees the same files as the test that started it.
+            "ARTIFACTS_DIR": str(django_settings.ARTIFACTS_DIR),
+            "UPLOADS_DIR": str(django_settings.UPLOADS_DIR),
         }
     )
     env.update(extra_env or {})

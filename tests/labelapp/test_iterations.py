@@ -32,7 +32,7 @@ def loop_dataset(transactional_db, tmp_path, settings):
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"  # models apart from the dev database's
     settings.LOOP_THREADS = 1  # a shared 2-core machine: OpenMP spinning costs minutes
     settings.LOOP_WORKER_NICE = 0  # the pipeline runs in the test process here
-    return make_loop_dataset("loopdata", tmp_path / "snapshots")
+    return make_loop_dataset("loopdata", tmp_path / "snapshots", n_cases=1500)
 
 
 def _queued(dataset, user=None, **params) -> Iteration:

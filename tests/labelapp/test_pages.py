@@ -14,6 +14,12 @@ from tests.labelapp.factories import make_dataset_dir
 
 
 @pytest.fixture
+def fast_passwords(settings) -> None:
+    """setup_demo sets four passwords: a fast hasher keeps these tests quick."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
 def folders(settings, tmp_path) -> Path:
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
     settings.UPLOADS_DIR = tmp_path / "uploads"
@@ -137,7 +143,7 @@ def test_large_upload_imports_in_a_worker_with_progress(
 
 
 @pytest.mark.django_db
-def test_setup_demo_is_safe_to_rerun(folders):
+def test_setup_demo_is_safe_to_rerun(folders, fast_passwords):
     from django.contrib.auth import authenticate
     from django.core.management import call_command
 
@@ -156,7 +162,7 @@ def test_setup_demo_is_safe_to_rerun(folders):
 
 
 @pytest.mark.django_db
-def test_setup_demo_imports_a_given_folder_under_its_name(folders):
+def test_setup_demo_imports_a_given_folder_under_its_name(folders, fast_passwords):
     from django.core.management import call_command
 
     folder = make_dataset_dir(folders, n_cases=200, name="my_cards")

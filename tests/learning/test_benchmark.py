@@ -90,6 +90,10 @@ def test_benchmark_report(tmp_path):
     for png in ("positives_found.png", "precision_recall.png", "band_precision.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000
     assert "| active_pu |" in (tmp_path / "out" / "report.md").read_text()
+    # Parts run in parallel merge back into one report, in the issue's method order.
+    merged = main(["merge", str(tmp_path / "out"), "--out", str(tmp_path / "merged")])
+    assert list(merged["methods"])[:3] == ["active_pu", "random_batches", "naive_pu"]
+    assert (tmp_path / "merged" / "band_precision.png").exists()
 
 
 def test_settings_defaults_match_the_issue():

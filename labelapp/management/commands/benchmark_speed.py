@@ -17,6 +17,7 @@ PARTS = {
     "web": "labelapp.benchmarks.web",
     "neighbors": "learning.neighbors_speed",
     "loop": "labelapp.benchmarks.loop",
+    "import": "labelapp.benchmarks.imports",
 }
 
 

@@ -23,24 +23,11 @@ import numpy as np
 import pandas as pd
 
 from learning.neighbors import FeatureScaling, NeighborIndex, recall_at_k
+from learning.shared_data import FRAUD_HANDBOOK_HAND_COLUMNS, SHARED_DATA_DIR
 
-DATA_DIR = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+DATA_DIR = SHARED_DATA_DIR
 DATASET = "fraud_handbook"
-HAND_COLUMNS = [
-    "amount",
-    "customer_nb_tx_1d",
-    "customer_avg_amount_1d",
-    "customer_nb_tx_7d",
-    "customer_avg_amount_7d",
-    "customer_nb_tx_30d",
-    "customer_avg_amount_30d",
-    "terminal_nb_tx_1d",
-    "terminal_nb_tx_7d",
-    "terminal_nb_tx_30d",
-    "hour",
-    "is_weekend",
-    "is_night",
-]
+HAND_COLUMNS = FRAUD_HANDBOOK_HAND_COLUMNS
 STAND_IN_DIM = 64  # the encoder's default out_dim
 QUICK_SAMPLE = 200_000
 K = 10

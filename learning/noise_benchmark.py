@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -29,24 +28,11 @@ from sklearn.metrics import average_precision_score
 
 from learning.neighbors import neighbor_matrix
 from learning.noise import CONFIDENT_LEARNING, NEAR_CLEAN, audit_labels, out_of_fold_scores
+from learning.shared_data import FRAUD_HANDBOOK_HAND_COLUMNS, SHARED_DATA_DIR
 
-DATA_DIR = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+DATA_DIR = SHARED_DATA_DIR
 NOISE_RATE = 0.10
-FRAUD_COLUMNS = [
-    "amount",
-    "customer_nb_tx_1d",
-    "customer_avg_amount_1d",
-    "customer_nb_tx_7d",
-    "customer_avg_amount_7d",
-    "customer_nb_tx_30d",
-    "customer_avg_amount_30d",
-    "terminal_nb_tx_1d",
-    "terminal_nb_tx_7d",
-    "terminal_nb_tx_30d",
-    "hour",
-    "is_weekend",
-    "is_night",
-]
+FRAUD_COLUMNS = FRAUD_HANDBOOK_HAND_COLUMNS
 SIGNALS = {
     "confident_learning": (CONFIDENT_LEARNING,),
     "near_clean": (NEAR_CLEAN,),

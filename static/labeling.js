@@ -14,8 +14,9 @@
   }
 
   function busy() {
-    // htmx marks the element whose request is in flight; one answer at a time.
-    return document.querySelector(".htmx-request") !== null;
+    // htmx marks the element whose request is in flight; one answer at a time. Panels that load
+    // by themselves (similar cases) do not count: an answer never waits for them.
+    return document.querySelector(".htmx-request:not([data-background-panel])") !== null;
   }
 
   function focusWorkspace() {
@@ -58,7 +59,11 @@
   });
 
   document.addEventListener("DOMContentLoaded", focusWorkspace);
-  document.addEventListener("htmx:afterSwap", function () {
+  document.addEventListener("htmx:afterSwap", function (event) {
+    // Panels that load by themselves (similar cases) must never pull the focus away from a field
+    // the expert is typing in: only swaps of the case itself move focus and scroll.
+    var elt = event.detail && event.detail.elt;
+    if (elt && elt.closest && elt.closest("[data-background-panel]")) return;
     window.scrollTo(0, 0);
     focusWorkspace();
     var ws = workspace();
@@ -96,6 +101,9 @@
   });
   // The help dialog closes with Esc by itself; give the focus back when it does.
   document.addEventListener("close", function (event) {
-    if (event.target === help()) focusWorkspace();
+    // Only when nothing else took the focus meanwhile (a key pressed right after Esc wins).
+    var active = document.activeElement;
+    var idle = !active || active === document.body || help().contains(active);
+    if (event.target === help() && idle) focusWorkspace();
   }, true);
 })();

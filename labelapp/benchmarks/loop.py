@@ -20,6 +20,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from labelapp.workers import worker_command
+
 IDLE_REQUESTS = 40
 PAUSE_S = 0.25
 
@@ -66,24 +68,7 @@ def _start_worker(queue: str) -> subprocess.Popen:
     env = {**os.environ, "CELERY_TASK_DEFAULT_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
     log = open(Path(settings.VAR_DIR) / f"bench-worker-{queue}.log", "w")  # noqa: SIM115
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "labelapp",
-            "worker",
-            "--pool",
-            "solo",
-            "-Q",
-            queue,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"{queue}@%h",
-        ],
+        worker_command(queue),
         cwd=settings.BASE_DIR,
         env=env,
         stdout=log,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from django.db import connection
 
 from labelapp.celery import app as celery_app
 from labelapp.services.users import user_create_with_role
+from labelapp.workers import worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery"
@@ -105,26 +105,7 @@ def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | 
     env.update(extra_env or {})
     log = open(REPO_ROOT / "var" / f"worker-{queue}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "labelapp",
-            "worker",
-            "--pool",
-            pool,
-            "--concurrency",
-            "1",
-            "-Q",
-            queue,
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"{queue}@%h",
-        ],
+        worker_command(queue, pool=pool),
         cwd=REPO_ROOT,
         env=env,
         stdout=log,

@@ -121,6 +121,8 @@ class SlidingWindowAttention(nn.Module):
     previous block (2W keys) under a causal window mask, so memory is O(T * 2W).
     """
 
+    INFERENCE_BLOCKS = 8  # blocks per attention call when no gradient is needed
+
     def __init__(self, d_model: int, n_heads: int, window: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.n_heads = n_heads
@@ -147,9 +149,22 @@ class SlidingWindowAttention(nn.Module):
         v = torch.cat([F.pad(v, (0, 0, 0, 0, 1, 0))[:, :, :-1], v], dim=3)
         mask = self.band.unsqueeze(0).repeat(n_blocks, 1, 1)  # (n, W, 2W)
         mask[0, :, :W] = False  # nothing before the first block
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, n, W, hd)
+        dropout_p = self.dropout if self.training else 0.0
+        if torch.is_grad_enabled() or n_blocks <= self.INFERENCE_BLOCKS:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        else:
+            # Without autograd nothing has to be kept for a backward pass, so the (W x 2W) score
+            # tiles are made a few blocks at a time: the same result, a fraction of the peak memory.
+            y = torch.empty_like(q)  # (B, H, n, W, hd)
+            for start in range(0, n_blocks, self.INFERENCE_BLOCKS):
+                part = slice(start, start + self.INFERENCE_BLOCKS)
+                y[:, :, part] = F.scaled_dot_product_attention(
+                    q[:, :, part],
+                    k[:, :, part],
+                    v[:, :, part],
+                    attn_mask=mask[part],
+                    dropout_p=dropout_p,
+                )
         y = y.permute(0, 2, 3, 1, 4).reshape(B, n_blocks * W, D)[:, :T]
         return self.proj(y)  # (B, T, D)
 

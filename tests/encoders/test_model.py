@@ -143,3 +143,13 @@ def test_encoders_import_no_django():
     # a fresh interpreter: pytest-django has already imported django in this one
     code = "import sys, encoders.api, encoders.quality; assert 'django' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+def test_attention_in_inference_chunks_matches_one_call():
+    torch.manual_seed(0)
+    attention = SlidingWindowAttention(32, 4, window=8).eval()
+    x = torch.randn(2, 8 * (SlidingWindowAttention.INFERENCE_BLOCKS * 2 + 3) - 5, 32)
+    with torch.no_grad():
+        chunked = attention(x)  # more blocks than INFERENCE_BLOCKS: computed in chunks
+    whole = attention(x).detach()  # autograd on: one call over every block
+    assert torch.allclose(chunked, whole, atol=1e-6)

@@ -86,11 +86,12 @@ def embed_in_child(checkpoint: Path, data: Path, out: Path) -> dict:
         "import json, resource, sys, time\n"
         "from pathlib import Path\n"
         "from encoders.api import embed_dataset\n"
+        "from encoders.memory import peak_rss_mb\n"
         "t = time.perf_counter()\n"
         "e = embed_dataset(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), resume=False)\n"
         "u = resource.getrusage(resource.RUSAGE_SELF)\n"
         "print(json.dumps({'seconds': round(time.perf_counter() - t, 1), 'rows': len(e),"
-        " 'cpu_s': round(u.ru_utime + u.ru_stime, 1), 'peak_rss_mb': round(u.ru_maxrss / 1024)}))\n"
+        " 'cpu_s': round(u.ru_utime + u.ru_stime, 1), 'peak_rss_mb': round(peak_rss_mb())}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(checkpoint), str(data), str(out)],

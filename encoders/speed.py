@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -75,6 +74,7 @@ def child(length: int, model_name: str, mode: str, seconds: float) -> dict:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from encoders import threads
+    from encoders.memory import peak_rss_mb
 
     n_threads = threads.configure()
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def child(length: int, model_name: str, mode: str, seconds: float) -> dict:
     if model_name == "transformer_math":
         torch.backends.mha.set_fastpath_enabled(False)
         context = sdpa_kernel(SDPBackend.MATH)
-    baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline_mb = peak_rss_mb()
     if mode == "train":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -116,7 +116,7 @@ def child(length: int, model_name: str, mode: str, seconds: float) -> dict:
         # CPU seconds of this process: with one thread, the wall time an idle core would take
         "seq_per_s": round(done * batch / cpu, 3),
         "seq_per_s_wall": round(done * batch / elapsed, 3),
-        "peak_mem_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_mem_mb": round(peak_rss_mb(), 1),
         "baseline_mem_mb": round(baseline_mb, 1),
         "batch": batch,
         "steps": done,

@@ -25,7 +25,12 @@ from sklearn.model_selection import train_test_split
 from learning import pool
 from learning.baselines import fit_gbrt, isolation_forest_scores
 from learning.evaluation import ranking_metrics
-from learning.features import Dataset, label_derived_features, load_dataset
+from learning.features import (
+    Dataset,
+    entity_deviation_features,
+    label_derived_features,
+    load_dataset,
+)
 from learning.pu import TwoStepPU
 from learning.sampling import random_batch, select_batch, top_score_batch, uncertainty_batch
 
@@ -44,6 +49,7 @@ EXTRA_METHODS = (
     "top_score_batches",  # batches of the highest scores only
     "active_pu_naive_model",  # active_pu's batches, but a naive P-vs-U GBRT as the model
     "active_pu_no_entity_features",  # active_pu without label-derived entity features
+    "active_pu_no_deviation_features",  # active_pu without the entity-deviation features
     "active_pu_diverse_only",  # the seed's batch: uncertain + K-Means, no top-score share
 )
 
@@ -66,8 +72,11 @@ class Settings:
     uncertainty: str = "threshold"
     top_fraction: float = 0.01
     entity_windows_days: tuple[float, ...] = (1, 7, 28)
+    entity_deviation: bool = True
     n_estimators: int = 100
     n_estimators_em: int = 50
+    learning_rate: float = 0.03
+    min_child_samples: int | str = "auto"
     max_unlabeled: int | None = 100_000
     spy_fraction: float = 0.15
     spy_quantile: float = 0.1
@@ -128,6 +137,11 @@ class Harness:
         self.entity_columns = ds.identifier_columns() if ds.ts is not None else []
         self.embeddings = embeddings
         self.feature_cache: dict = {}
+        # Label-free "value / the entity's own earlier mean" columns, computed once.
+        self.deviation, self.deviation_names = None, []
+        if settings.entity_deviation and ds.ts is not None and "entity_id" in ds.cases.columns:
+            dev = entity_deviation_features(ds.cases, ds.numeric_columns)
+            self.deviation, self.deviation_names = dev.to_numpy(np.float32), list(dev.columns)
         if embeddings is not None and len(embeddings) != ds.n_cases:
             raise ValueError(f"embeddings have {len(embeddings)} rows, cases {ds.n_cases}")
         # One uniform draw per case, shared by every method: the expert answers a case the same
@@ -142,9 +156,19 @@ class Harness:
         self.test_seed_mask = np.zeros(ds.n_cases, bool)
         self.test_seed_mask[self.split.test] = self.seeds[self.split.test]
 
-    def features(self, pool_positive: np.ndarray | None, *, entity: bool, embeddings: bool):
+    def features(
+        self,
+        pool_positive: np.ndarray | None,
+        *,
+        entity: bool,
+        embeddings: bool,
+        deviation: bool = True,
+    ):
         """Feature matrix for all cases, shape (n_cases, n_features), and the names."""
         blocks, names = [self.hand], list(self.hand_names)
+        if deviation and self.deviation is not None:
+            blocks.append(self.deviation)
+            names += self.deviation_names
         if entity and self.entity_columns:
             known = self.test_seed_mask.copy()
             known[self.split.pool] = pool_positive
@@ -172,6 +196,8 @@ class Harness:
             positive_weight=st.positive_weight,
             n_estimators=st.n_estimators,
             n_estimators_em=st.n_estimators_em,
+            learning_rate=st.learning_rate,
+            min_child_samples=st.min_child_samples,
             max_unlabeled=st.max_unlabeled,
             n_jobs=st.n_jobs,
             random_state=st.seed,
@@ -187,6 +213,8 @@ def _naive_scorer(h: Harness, X_pool, s, w, X_all):
         s,
         sample_weight=w,
         n_estimators=h.settings.n_estimators,
+        learning_rate=h.settings.learning_rate,
+        min_child_samples=h.settings.min_child_samples,
         n_jobs=h.settings.n_jobs,
         seed=h.settings.seed,
     )
@@ -246,7 +274,12 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
     rng = np.random.RandomState(st.seed)
     curve, t0, labels = [], time.perf_counter(), 0
     for it in range(st.iterations + 1):
-        X_all, _ = h.features(pool.positive_mask(states), entity=entity, embeddings=use_emb)
+        X_all, _ = h.features(
+            pool.positive_mask(states),
+            entity=entity,
+            embeddings=use_emb,
+            deviation=name != "active_pu_no_deviation_features",
+        )
         s, w = pool.training_targets(states, confirmed_weight=st.confirmed_weight)
         scores = scorer(h, X_all[pool_idx], s, w, X_all)
         found = int(((states == pool.CONFIRMED) & (h.y[pool_idx] == 1)).sum())
@@ -292,13 +325,17 @@ def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
             h.hand[pool_idx],
             h.y[pool_idx],
             n_estimators=st.n_estimators,
+            learning_rate=st.learning_rate,
+            min_child_samples=st.min_child_samples,
             n_jobs=st.n_jobs,
             seed=st.seed,
         )
         scores_test = booster.predict(h.hand[test_idx])
     else:
-        entity = name != "naive_pu_hand_features"
-        X_all, _ = h.features(h.pool_seed, entity=entity, embeddings=False)
+        hand_only = name == "naive_pu_hand_features"
+        X_all, _ = h.features(
+            h.pool_seed, entity=not hand_only, embeddings=False, deviation=not hand_only
+        )
         s = h.pool_seed.astype(int)
         scorer = _two_step_scorer if name == "two_step_pu" else _naive_scorer
         scores_test = scorer(h, X_all[pool_idx], s, None, X_all[test_idx])
@@ -315,6 +352,7 @@ ACTIVE = {
     "top_score_batches",
     "active_pu_naive_model",
     "active_pu_no_entity_features",
+    "active_pu_no_deviation_features",
     "active_pu_diverse_only",
 }
 
@@ -565,6 +603,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-estimators-em", type=int, default=50, help="trees of the intermediate EM rounds"
     )
     p.add_argument(
+        "--learning-rate", type=float, default=0.03, help="LightGBM learning rate of every model"
+    )
+    p.add_argument(
+        "--min-child-samples",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="LightGBM min_child_samples of every model ('auto': scaled with the rows)",
+    )
+    p.add_argument(
+        "--no-entity-deviation",
+        action="store_true",
+        help="leave out the value / the entity's own earlier mean features",
+    )
+    p.add_argument(
         "--methods",
         default=None,
         help="comma-separated subset (default: all required methods and ablations)",
@@ -591,6 +643,9 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         n_jobs=args.n_jobs,
         max_unlabeled=args.max_unlabeled or None,
         n_estimators_em=args.n_estimators_em,
+        learning_rate=args.learning_rate,
+        min_child_samples=args.min_child_samples,
+        entity_deviation=not args.no_entity_deviation,
     )
     if args.methods:
         settings["methods"] = tuple(m.strip() for m in args.methods.split(",") if m.strip())

@@ -23,6 +23,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from learning.baselines import auto_min_child_samples
+
 
 def _as_matrix(X) -> tuple[np.ndarray | pd.DataFrame, list[str] | None]:
     if isinstance(X, pd.DataFrame):
@@ -54,6 +56,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         being rare); expert-confirmed up-sampling comes on top through ``sample_weight``.
     n_estimators, learning_rate, num_leaves : int, float, int
         LightGBM parameters of the final round.
+    min_child_samples : int or "auto"
+        LightGBM's smallest leaf; ``"auto"`` scales it with the rows of each fit
+        (:func:`learning.baselines.auto_min_child_samples`: 20 up to 20,000 rows, at most 100).
     n_estimators_em : int, optional
         Trees of the intermediate rounds; default ``n_estimators``.
     max_unlabeled : int, optional
@@ -103,8 +108,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         em_rounds_step2: int = 2,
         positive_weight: float = 5.0,
         n_estimators: int = 100,
-        learning_rate: float = 0.1,
+        learning_rate: float = 0.03,
         num_leaves: int = 31,
+        min_child_samples: int | str = "auto",
         n_estimators_em: int | None = None,
         max_unlabeled: int | None = None,
         fix_reliable_negatives: bool = True,
@@ -122,6 +128,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
         self.n_estimators_em = n_estimators_em
         self.max_unlabeled = max_unlabeled
         self.fix_reliable_negatives = fix_reliable_negatives
@@ -132,12 +139,16 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _params(self, seed: int) -> dict:
+    def _params(self, seed: int, n_rows: int = 0) -> dict:
         params = {
             "objective": "cross_entropy",
             "learning_rate": self.learning_rate,
             "num_leaves": self.num_leaves,
-            "min_child_samples": 20,
+            "min_child_samples": (
+                auto_min_child_samples(n_rows)
+                if self.min_child_samples == "auto"
+                else int(self.min_child_samples)
+            ),
             "feature_pre_filter": False,
             "verbosity": -1,
             "seed": seed,
@@ -157,7 +168,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
             categorical_feature=self.categorical_features or "auto",
             free_raw_data=True,
         )
-        return lgb.train(self._params(seed), data, num_boost_round=n_trees)
+        return lgb.train(self._params(seed, len(rows)), data, num_boost_round=n_trees)
 
     def fit(self, X, s, sample_weight=None, progress=None):
         """Fit on positives (``s == 1``) and unlabeled cases (``s == 0``).

@@ -9,11 +9,15 @@ Columns of the matrix, in order (``FeatureSpec.feature_names``):
 1. numeric case columns, as float32 (missing stays NaN);
 2. low-cardinality categorical case columns, as integer codes of the training-time categories
    (unknown or missing values become -1, which LightGBM reads as missing);
-3. label-derived entity features ``p_<column>_<w>d``: how many known positives (the P the model
+3. entity-deviation features ``dev_<column>``: a numeric column's value divided by the mean of
+   the same entity's earlier cases *among the cases given* (see
+   :func:`learning.features.entity_deviation_features`); callers scoring new cases pass the
+   entity's earlier cases with them, as they pass events for embeddings;
+4. label-derived entity features ``p_<column>_<w>d``: how many known positives (the P the model
    was trained with, stored as ``positives.parquet``) shared the case's value of ``column`` in the
    ``w`` days strictly before the case's ``ts``
    (see :func:`learning.features.label_derived_features`);
-4. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder.
+5. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder.
 """
 
 from __future__ import annotations
@@ -26,10 +30,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learning.features import Dataset, label_derived_features
+from learning.features import Dataset, entity_deviation_features, label_derived_features
 
 SPEC_VERSION = 1
 DEFAULT_WINDOWS_DAYS = (1.0, 7.0, 28.0)
+# A model folder's entity-deviation columns of every training case (n_cases, n_deviation), for
+# scoring a dataset in chunks or one case at a time.
+DEVIATION_FILE = "deviation.npy"
 
 
 @dataclass
@@ -42,6 +49,10 @@ class FeatureSpec:
     categorical_columns : dict of str to list
         For each categorical column fed to the trees, its training-time categories in code order
         (code ``i`` is ``categories[i]``). Numeric-looking categories are stored as numbers.
+    deviation_columns : list of str
+        Numeric columns whose entity-deviation feature joins the matrix; empty when cases have
+        no ``ts`` or no ``entity_column`` (and in specs written before the feature existed).
+    entity_column : str
     label_derived_columns : list of str
         Case columns (identifiers such as a terminal or the customer) whose label-derived counts
         join the features; empty when cases have no ``ts``.
@@ -56,6 +67,8 @@ class FeatureSpec:
 
     numeric_columns: list[str] = field(default_factory=list)
     categorical_columns: dict[str, list[Any]] = field(default_factory=dict)
+    deviation_columns: list[str] = field(default_factory=list)
+    entity_column: str = "entity_id"
     label_derived_columns: list[str] = field(default_factory=list)
     label_derived_windows_days: list[float] = field(
         default_factory=lambda: list(DEFAULT_WINDOWS_DAYS)
@@ -66,6 +79,10 @@ class FeatureSpec:
     version: int = SPEC_VERSION
 
     # -- derived -----------------------------------------------------------------------------
+    @property
+    def deviation_names(self) -> list[str]:
+        return [f"dev_{col}" for col in self.deviation_columns]
+
     @property
     def label_derived_names(self) -> list[str]:
         return [
@@ -80,6 +97,7 @@ class FeatureSpec:
         return [
             *self.numeric_columns,
             *self.categorical_columns,
+            *self.deviation_names,
             *self.label_derived_names,
             *(f"emb_{i}" for i in range(self.embedding_dim)),
         ]
@@ -101,6 +119,8 @@ class FeatureSpec:
     def raw_columns(self) -> list[str]:
         """Case columns :func:`build_matrix` reads."""
         cols = [*self.numeric_columns, *self.categorical_columns, *self.positive_columns]
+        if self.deviation_columns:
+            cols += [self.entity_column, self.ts_column, *self.deviation_columns]
         return list(dict.fromkeys(cols))
 
     # -- construction ------------------------------------------------------------------------
@@ -110,6 +130,7 @@ class FeatureSpec:
         dataset: Dataset,
         *,
         label_derived: bool = True,
+        entity_deviation: bool = True,
         windows_days: tuple[float, ...] | list[float] = DEFAULT_WINDOWS_DAYS,
         embedding_dim: int = 0,
         sequence_length: int | None = None,
@@ -125,9 +146,13 @@ class FeatureSpec:
             for col in dataset.low_cardinality_categoricals()
         }
         has_ts = dataset.ts is not None
+        has_entity = has_ts and "entity_id" in dataset.cases.columns
         return cls(
             numeric_columns=list(dataset.numeric_columns),
             categorical_columns=categorical,
+            deviation_columns=list(dataset.numeric_columns)
+            if entity_deviation and has_entity
+            else [],
             label_derived_columns=list(identifiers) if (label_derived and has_ts) else [],
             label_derived_windows_days=[float(w) for w in windows_days],
             embedding_dim=int(embedding_dim),
@@ -194,6 +219,7 @@ def build_matrix(
     *,
     positives: pd.DataFrame | None = None,
     embeddings: np.ndarray | None = None,
+    deviation: np.ndarray | None = None,
 ) -> np.ndarray:
     """The model's feature matrix for ``cases``.
 
@@ -209,6 +235,9 @@ def build_matrix(
         features; no positives at all is an empty frame.
     embeddings : ndarray, shape (n_cases, spec.embedding_dim), optional
         Rows aligned with ``cases``; required when ``spec.embedding_dim > 0``.
+    deviation : ndarray, shape (n_cases, len(spec.deviation_columns)), optional
+        Entity-deviation features computed beforehand over a larger set of cases (a chunk of a
+        dataset scored apart from the entities' earlier cases); default: computed from ``cases``.
 
     Returns
     -------
@@ -226,6 +255,18 @@ def build_matrix(
     for name, categories in spec.categorical_columns.items():
         X[:, col] = encode_categorical(cases[name], categories)
         col += 1
+    if spec.deviation_columns:
+        if deviation is None:
+            deviation = entity_deviation_features(
+                cases,
+                spec.deviation_columns,
+                entity_column=spec.entity_column,
+                ts_column=spec.ts_column,
+            ).to_numpy(dtype=np.float32)
+        if deviation.shape != (n, len(spec.deviation_columns)):
+            raise ValueError(f"deviation features have shape {deviation.shape}")
+        X[:, col : col + deviation.shape[1]] = deviation
+        col += deviation.shape[1]
     if spec.label_derived_columns:
         derived = _label_derived(spec, cases, positives)
         X[:, col : col + derived.shape[1]] = derived

@@ -368,7 +368,23 @@ def _case_matrix(case: Case, spec: Any, artifact_dir: Path) -> np.ndarray:
             }
         ]
     )
-    embeddings = None
+    embeddings = deviation = None
     if spec.embedding_dim:
         embeddings = _embeddings(str(artifact_dir))[[case.row]]
-    return build_matrix(spec, frame, positives=_positives(str(artifact_dir)), embeddings=embeddings)
+    if spec.deviation_columns:
+        deviation = _deviation(str(artifact_dir))[[case.row]]
+    return build_matrix(
+        spec,
+        frame,
+        positives=_positives(str(artifact_dir)),
+        embeddings=embeddings,
+        deviation=deviation,
+    )
+
+
+@lru_cache(maxsize=4)
+def _deviation(artifact_dir: str) -> np.ndarray:
+    """Entity-deviation columns of every case, computed over the whole dataset at training."""
+    from learning.featurespec import DEVIATION_FILE
+
+    return np.load(Path(artifact_dir) / DEVIATION_FILE, mmap_mode="r")

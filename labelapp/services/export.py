@@ -198,6 +198,13 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
                 ("numeric columns", ", ".join(spec.numeric_columns) or "none"),
                 ("categorical columns", ", ".join(spec.categorical_columns) or "none"),
                 (
+                    "entity deviation",
+                    f"{', '.join(spec.deviation_columns)} each divided by the mean of the same "
+                    f"{spec.entity_column}'s earlier cases among the cases scored"
+                    if spec.deviation_columns
+                    else "none",
+                ),
+                (
                     "label-derived",
                     f"{n_label_derived} counts of known positives sharing "
                     f"{', '.join(spec.label_derived_columns)} in the "
@@ -262,6 +269,9 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
         '- "Not confirmed" answers mean an expert found no evidence, not that a case is clean.',
         "- Seed positives come from rules and other models and carry their biases and noise.",
         "- Categories unseen in training are treated as missing.",
+        "- Entity-deviation features compare each case with its entity's earlier cases in the "
+        "file you score: pass those earlier cases too (as you pass events for embeddings), or "
+        "an entity's first case in the file has no deviation (missing).",
         "- Label-derived features count the positives known at training time "
         "(positives.parquet); new confirmations are not seen until the next model.",
         "- Performance was measured on the data above; data drift needs re-measuring.",

@@ -106,6 +106,12 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
         "label_derived", bool, True, "Label-derived entity features (known positives per id)."
     ),
     ParamSpec(
+        "entity_deviation",
+        bool,
+        True,
+        "Entity-deviation features (each value against the entity's own earlier mean).",
+    ),
+    ParamSpec(
         "use_embeddings",
         bool,
         True,

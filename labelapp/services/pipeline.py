@@ -52,7 +52,7 @@ from labelapp.services.model_versions import (
     staging_dirs_remove,
 )
 from learning.features import load_dataset
-from learning.featurespec import FeatureSpec, build_matrix
+from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
 
 SCORE_CHUNK_ROWS = 250_000
 CLAIM_STALE_S = 600.0  # a helper that claimed a chunk and never wrote it is presumed dead
@@ -359,6 +359,7 @@ def stage_features(run: Run) -> None:
     run.spec = FeatureSpec.from_dataset(
         dataset,
         label_derived=bool(run.params.get("label_derived", True)),
+        entity_deviation=bool(run.params.get("entity_deviation", True)),
         embedding_dim=emb_dim,
         sequence_length=max_len,
     )
@@ -368,6 +369,11 @@ def stage_features(run: Run) -> None:
     staging = run.staging
     positives.reset_index(drop=True).to_parquet(staging / "positives.parquet", index=False)
     run.spec.save(staging / "feature_spec.json")
+    if run.spec.deviation_columns:
+        # Chunks scored apart (score_chunk) cannot see their entities' earlier cases: keep the
+        # entity-deviation columns computed over the whole dataset for them.
+        start = run.spec.feature_names.index(run.spec.deviation_names[0])
+        np.save(staging / DEVIATION_FILE, run.X[:, start : start + len(run.spec.deviation_names)])
     json_write(
         staging / "inputs.json",
         {
@@ -453,10 +459,12 @@ def score_chunk(staging: Path, start: int, stop: int, X: np.ndarray | None = Non
         spec = FeatureSpec.load(staging / "feature_spec.json")
         cases = read_snapshot_cases(Path(inputs["snapshot"]), start, stop)
         positives = pd.read_parquet(staging / "positives.parquet")
-        emb = None
+        emb = deviation = None
         if inputs.get("embeddings"):
             emb = np.load(inputs["embeddings"], mmap_mode="r")[start:stop]
-        X = build_matrix(spec, cases, positives=positives, embeddings=emb)
+        if spec.deviation_columns:
+            deviation = np.load(staging / DEVIATION_FILE, mmap_mode="r")[start:stop]
+        X = build_matrix(spec, cases, positives=positives, embeddings=emb, deviation=deviation)
     booster = lgb.Booster(model_file=str(staging / "model.txt"))
     scores = booster.predict(X).astype(np.float64)
     out = staging / "scores" / f"{start}.npy"

@@ -131,3 +131,20 @@ def test_learning_imports_no_django_or_torch():
         "assert 'django' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_entity_deviation_divides_by_the_mean_of_strictly_earlier_cases():
+    from learning.features import entity_deviation_features
+
+    cases = pd.DataFrame(
+        {
+            "entity_id": ["a", "a", "a", "b", "a", "b"],
+            "ts": pd.to_datetime(
+                ["2020-01-01", "2020-01-02", "2020-01-02", "2020-01-01", "2020-01-03", "2020-01-05"]
+            ),
+            "amount": [10.0, 20.0, 40.0, 5.0, 90.0, 10.0],
+        }
+    )
+    dev = entity_deviation_features(cases, ["amount"])["dev_amount"].to_numpy()
+    # Same entity and same ts: neither sees the other (cases 1 and 2 both divide by 10).
+    np.testing.assert_allclose(dev, [np.nan, 2.0, 4.0, np.nan, 90 / (70 / 3), 2.0], rtol=1e-6)

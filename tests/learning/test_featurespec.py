@@ -116,3 +116,32 @@ def test_missing_inputs_are_refused():
         build_matrix(spec, cases)
     with pytest.raises(ValueError, match="lack columns"):
         build_matrix(spec, cases.drop(columns=["amount"]), positives=cases.iloc[:0])
+
+
+def test_entity_deviation_columns_join_the_matrix_and_can_be_passed_precomputed(tmp_path):
+    cases = _cases()
+    spec = FeatureSpec.from_dataset(load_dataset(_write(tmp_path / "d", cases)))
+    assert spec.deviation_columns == ["amount"]
+    assert spec.feature_names[3] == "dev_amount"
+    positives = cases.loc[cases.seed_positive == 1, spec.positive_columns]
+    X = build_matrix(spec, cases, positives=positives)
+    dev = X[:, 3]
+    # The first case of every entity has no earlier mean; the rest divide by it.
+    first = ~cases.duplicated("entity_id")
+    assert np.isnan(dev[first.to_numpy()]).all()
+    i = int(np.flatnonzero(~first.to_numpy())[5])
+    earlier = cases[(cases.entity_id == cases.entity_id[i]) & (cases.ts < cases.ts[i])]
+    assert dev[i] == pytest.approx(cases.amount[i] / earlier.amount.mean(), rel=1e-5)
+    # A chunk scored apart from its entities' history gets the same rows when given them.
+    chunk = slice(300, 400)
+    again = build_matrix(
+        spec, cases.iloc[chunk], positives=positives, deviation=X[chunk, 3:4].copy()
+    )
+    np.testing.assert_array_equal(again, X[chunk])
+
+
+def test_specs_written_before_entity_deviation_still_load():
+    old = json.loads(FeatureSpec(numeric_columns=["amount"]).to_json())
+    del old["deviation_columns"], old["entity_column"]
+    spec = FeatureSpec.from_json(json.dumps(old))
+    assert spec.deviation_columns == [] and spec.feature_names == ["amount"]

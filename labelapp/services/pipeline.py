@@ -37,6 +37,8 @@ from django.utils import timezone
 from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion, PoolState
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
+from labelapp.services.chunks import chunk_claim, claim_is_stale
+from labelapp.services.embedding import embeddings_compute
 from labelapp.services.iterations import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_STALE_S,
@@ -55,7 +57,6 @@ from learning.features import load_dataset
 from learning.featurespec import FeatureSpec, build_matrix
 
 SCORE_CHUNK_ROWS = 250_000
-CLAIM_STALE_S = 600.0  # a helper that claimed a chunk and never wrote it is presumed dead
 PROGRESS_MIN_INTERVAL_S = 0.5
 HISTOGRAM_BINS = 20
 TOP_FEATURES = 15
@@ -337,10 +338,15 @@ def stage_embed(run: Run) -> None:
         tmp.replace(encoder)
     else:
         rep.log(f"reusing encoder {encoder.name}")
-    rep.stage("embed", total=run.dataset.n_cases)
     run.embeddings_path = folder / f"embeddings-{key}.npy"
-    run.embeddings = encoders_api.embed_dataset(
-        encoder, run.snapshot, run.embeddings_path, progress=progress, resume=True
+    rep.stage("embed", note="chunks of entities, shared with helper tasks")
+    run.embeddings = embeddings_compute(
+        iteration_id=run.iteration.pk,
+        encoder=encoder,
+        snapshot=run.snapshot,
+        out_path=run.embeddings_path,
+        progress=lambda done, total: rep.progress(done, total),
+        log=rep.log,
     )
     run.encoder_path = encoder
     config = checkpoint.load_raw(encoder)["config"]
@@ -426,18 +432,13 @@ def stage_train(run: Run) -> None:
     rep.log(f"spy threshold {model.spy_threshold_:.5f}")
 
 
-def chunk_plan(n_rows: int, chunk_rows: int = SCORE_CHUNK_ROWS) -> list[tuple[int, int]]:
+def score_chunk_rows() -> int:
+    return int(getattr(settings, "LOOP_SCORE_CHUNK_ROWS", 0)) or SCORE_CHUNK_ROWS
+
+
+def chunk_plan(n_rows: int, chunk_rows: int | None = None) -> list[tuple[int, int]]:
+    chunk_rows = chunk_rows or score_chunk_rows()
     return [(a, min(a + chunk_rows, n_rows)) for a in range(0, n_rows, chunk_rows)] or [(0, 0)]
-
-
-def chunk_claim(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.write(fd, f"{socket.gethostname()} {os.getpid()} {time.time()}".encode())
-    os.close(fd)
-    return True
 
 
 def score_chunk(staging: Path, start: int, stop: int, X: np.ndarray | None = None) -> np.ndarray:
@@ -470,7 +471,8 @@ def stage_score(run: Run) -> None:
     rep = run.reporter
     n = run.dataset.n_cases
     chunks = chunk_plan(n)
-    rep.stage("score", total=n, note=f"{len(chunks)} chunk(s) of up to {SCORE_CHUNK_ROWS:,} rows")
+    rows = score_chunk_rows()
+    rep.stage("score", total=n, note=f"{len(chunks)} chunk(s) of up to {rows:,} rows")
     folder = run.staging / "scores"
     folder.mkdir(exist_ok=True)
     if len(chunks) > 1:
@@ -488,9 +490,7 @@ def stage_score(run: Run) -> None:
         rep.progress(finished, n)
         for start, stop in chunks:
             claim = folder / f"{start}.claim"
-            if not (folder / f"{start}.npy").exists() and time.time() - claim.stat().st_mtime > (
-                CLAIM_STALE_S
-            ):
+            if not (folder / f"{start}.npy").exists() and claim_is_stale(claim):
                 claim.touch()
                 score_chunk(run.staging, start, stop, X=run.X[start:stop])
         time.sleep(0.2)

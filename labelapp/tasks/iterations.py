@@ -7,8 +7,10 @@ from pathlib import Path
 from celery import shared_task
 
 from labelapp.models import Iteration
+from labelapp.services.chunks import chunk_claim
+from labelapp.services.embedding import embedding_chunks_help
 from labelapp.services.iterations import iteration_reap_stale
-from labelapp.services.pipeline import chunk_claim, score_chunk
+from labelapp.services.pipeline import score_chunk
 
 
 @shared_task(name="labelapp.iteration_run")
@@ -30,6 +32,17 @@ def iteration_score_chunk(iteration_id: int, staging: str, start: int, stop: int
         return {"chunk": start, "scored": False, "why": "claimed by another worker"}
     score_chunk(folder, start, stop)
     return {"chunk": start, "scored": True}
+
+
+@shared_task(name="labelapp.iteration_embed_chunks")
+def iteration_embed_chunks(iteration_id: int, encoder: str, snapshot: str, out_path: str) -> dict:
+    """Help embed a running iteration's cases: chunks nobody claimed yet, until none is left."""
+    return embedding_chunks_help(
+        iteration_id=iteration_id,
+        encoder=Path(encoder),
+        snapshot=Path(snapshot),
+        out_path=Path(out_path),
+    )
 
 
 @shared_task(name="labelapp.iteration_reap_stale")

@@ -4,14 +4,16 @@ select -> finalize.
 Every stage reports its name, done/total and log lines to the ``Iteration`` row (the page polls
 it); a heartbeat thread stamps ``heartbeat_at`` so a killed worker is noticed, and notices a
 cancel. Nothing the experts or the current model depend on changes before ``finalize``: its one
-transaction writes the scores, the batch, the new ``ModelVersion`` and flips
-``Dataset.current_model``, after the version's artifacts were written and renamed into place. A
-failure anywhere before leaves the previous model current and the pool untouched.
+short transaction writes the batch, the new ``ModelVersion`` and flips ``Dataset.current_model``,
+after the version's artifacts (scores included) were written and renamed into place; ``Case.score``
+follows in chunks of rows after it (:func:`labelapp.services.model_versions.case_scores_sync`). A
+failure anywhere before the flip leaves the previous model current and the pool untouched.
 
-Scoring fans out: the model and its inputs are written to the staging folder first, then one
-Celery task per chunk of rows is enqueued; the running task scores chunks itself too, each chunk
-claimed by creating a file exclusively, so one worker alone finishes the job and more workers
-finish it sooner (``ARTIFACTS_DIR`` must be shared between workers).
+Scoring and embedding fan out. Scoring: the model and its inputs are written to the staging
+folder first, then one Celery task per chunk of rows is enqueued; the running task scores chunks
+itself too, each chunk claimed by creating a file exclusively, so one worker alone finishes the
+job and more workers finish it sooner (``ARTIFACTS_DIR`` must be shared between workers).
+Embedding works the same way over chunks of entities (:mod:`labelapp.services.embedding`).
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from labelapp.services.iterations import (
 )
 from labelapp.services.model_versions import (
     artifacts_publish,
-    case_scores_write,
+    case_scores_sync,
     json_write,
+    model_pointer_flip,
     staging_dir_create,
     staging_dirs_remove,
 )
@@ -624,7 +627,9 @@ def stage_finalize(run: Run) -> None:
     rep = run.reporter
     n = run.dataset.n_cases
     rep.stage(
-        "finalize", total=n, note="artifacts, then scores, batch and model in one transaction"
+        "finalize",
+        total=n,
+        note="artifacts; batch, model and pointer in one transaction; then Case.score in chunks",
     )
     staging = run.staging
     json_write(staging / "params.json", run.params)
@@ -639,7 +644,6 @@ def stage_finalize(run: Run) -> None:
             if iteration.status != Iteration.Status.RUNNING:
                 raise IterationCancelled()
             dataset = Dataset.objects.select_for_update().get(pk=run.dataset.pk)
-            case_scores_write(dataset=dataset, scores=run.scores, progress=rep.progress)
             version = ModelVersion.objects.create(
                 dataset=dataset,
                 iteration=iteration,
@@ -652,8 +656,7 @@ def stage_finalize(run: Run) -> None:
             )
             n_batch = _batch_create(run, iteration)
             run.metrics["batch_size"] = n_batch
-            previous = dataset.current_model_id
-            Dataset.objects.filter(pk=dataset.pk).update(current_model=version)
+            previous = model_pointer_flip(dataset_id=dataset.pk, version=version)
             # The similar-cases panel needs the new version's neighbour index (issue 8).
             transaction.on_commit(lambda version_id=version.pk: _neighbor_index_enqueue(version_id))
             rep.finish_stage()
@@ -689,6 +692,29 @@ def stage_finalize(run: Run) -> None:
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
+    _case_scores_follow(run)
+
+
+def _case_scores_follow(run: Run) -> None:
+    """After the flip: copy the new scores into ``Case.score`` in short transactions.
+
+    The iteration is already done and its version current; a failure here only leaves the copy
+    unfinished, which :func:`case_scores_sync_pending` (the reaper task) or the next flip finishes.
+    """
+    t0 = time.monotonic()
+    try:
+        synced = case_scores_sync(dataset=run.dataset)
+    except Exception as exc:  # noqa: BLE001 - the version is current; report, the reaper resumes
+        _log_done_iteration(run.iteration.pk, f"writing Case.score failed, to be resumed: {exc}")
+        return
+    what = "written" if synced else "left to a newer version"
+    _log_done_iteration(
+        run.iteration.pk, f"case scores {what} in {time.monotonic() - t0:.1f}s (after the flip)"
+    )
+
+
+def _log_done_iteration(iteration_id: int, text: str) -> None:
+    Iteration.objects.filter(pk=iteration_id).update(log=Concat("log", _value(_log_line(text))))
 
 
 def _neighbor_index_enqueue(version_id: int) -> None:

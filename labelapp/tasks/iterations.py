@@ -10,6 +10,7 @@ from labelapp.models import Iteration
 from labelapp.services.chunks import chunk_claim
 from labelapp.services.embedding import embedding_chunks_help
 from labelapp.services.iterations import iteration_reap_stale
+from labelapp.services.model_versions import case_scores_sync_pending
 from labelapp.services.pipeline import score_chunk
 
 
@@ -47,5 +48,8 @@ def iteration_embed_chunks(iteration_id: int, encoder: str, snapshot: str, out_p
 
 @shared_task(name="labelapp.iteration_reap_stale")
 def iteration_reap_stale_task() -> int:
-    """Mark iterations whose worker stopped beating as failed (run it from celery beat)."""
-    return iteration_reap_stale()
+    """Mark iterations whose worker stopped beating as failed, and finish any ``Case.score``
+    copy a killed worker left half done (run it from celery beat)."""
+    reaped = iteration_reap_stale()
+    case_scores_sync_pending()
+    return reaped

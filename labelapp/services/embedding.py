@@ -20,6 +20,7 @@ from django.conf import settings
 
 from labelapp.models import Iteration
 from labelapp.services.chunks import CLAIM_STALE_S, chunk_claim, claim_is_stale
+from labelapp.services.iterations import iteration_log_append
 
 WAIT_POLL_S = 0.2
 
@@ -83,7 +84,6 @@ def embedding_chunks_help(
     *, iteration_id: int, encoder: Path, snapshot: Path, out_path: Path
 ) -> dict:
     """A helper task's share: claim and embed chunks while the iteration runs."""
-    from labelapp.services.pipeline import Reporter
 
     def running() -> bool:
         return Iteration.objects.filter(pk=iteration_id, status=Iteration.Status.RUNNING).exists()
@@ -96,7 +96,9 @@ def embedding_chunks_help(
     mine = job.run(
         claim=lambda key: running() and chunk_claim(claims / f"{key}.claim"),
     )
-    Reporter(iteration_id).log(f"helper task embedded {len(mine)} chunk(s)")
+    iteration_log_append(
+        iteration_id=iteration_id, text=f"helper task embedded {len(mine)} chunk(s)"
+    )
     return {"embedded": mine}
 
 

@@ -47,6 +47,7 @@ from labelapp.services.iterations import (
     _log_line,
     _value,
     iteration_fail,
+    iteration_log_append,
 )
 from labelapp.services.model_versions import (
     artifacts_publish,
@@ -714,7 +715,7 @@ def _case_scores_follow(run: Run) -> None:
 
 
 def _log_done_iteration(iteration_id: int, text: str) -> None:
-    Iteration.objects.filter(pk=iteration_id).update(log=Concat("log", _value(_log_line(text))))
+    iteration_log_append(iteration_id=iteration_id, text=text)
 
 
 def _neighbor_index_enqueue(version_id: int) -> None:

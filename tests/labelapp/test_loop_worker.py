@@ -84,7 +84,9 @@ def imported(transactional_db, tmp_path):
 def _wait_ended(iteration: Iteration, timeout: float = 120) -> Iteration:
     def ended():
         iteration.refresh_from_db()
-        return iteration.status in ("done", "failed", "cancelled")
+        if iteration.status == "done":  # and Case.score follows, after the pointer flip
+            return "case scores " in iteration.log
+        return iteration.status in ("failed", "cancelled")
 
     wait_for(ended, timeout=timeout, what=f"iteration {iteration.pk} to end")
     return iteration

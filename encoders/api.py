@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 
 from encoders import checkpoint
 from encoders import threads as torch_threads
-from encoders.embed import chunk_plan, embed_cases, is_complete
+from encoders.embed import chunk_keys, chunk_plan, embed_cases, read_done
 from encoders.featurize import Featurizer, _ts_ns, case_positions
 from encoders.model import AutoRiskConfig, AutoRiskEncoder
 from encoders.pretrain import PretrainConfig, pretrain
@@ -126,6 +125,108 @@ def random_checkpoint_for_dataset(data_dir: Path, out_path: Path, *, seed: int =
     return checkpoint.save(Path(out_path), model.eval(), featurizer, {"random_init": True})
 
 
+class ChunkedEmbedding:
+    """One process's handle on a chunked embedding job: ``data_dir``'s cases into ``out_path``.
+
+    The job is split into units (:func:`encoders.embed.chunk_keys`): the cases without history,
+    then chunks of entities of about ``EMBED_CHUNK_EVENTS`` events. Each unit writes only its own
+    cases' rows of the shared ``.npy`` memmap and is recorded in ``<out_path>.progress.json`` when
+    finished, so any number of processes (on one host, or sharing the folder) can work on one job:
+    one calls :meth:`prepare`, then each calls :meth:`run` with a ``claim`` that hands every unit
+    to one of them. Constructing the handle loads the checkpoint and featurizes every event.
+    """
+
+    def __init__(
+        self,
+        checkpoint_path: Path,
+        data_dir: Path,
+        out_path: Path,
+        *,
+        chunk_events: int | None = None,
+    ):
+        self.chunk_events = int(chunk_events or EMBED_CHUNK_EVENTS)
+        self.out_path = Path(out_path)
+        self.progress_path = Path(str(out_path) + ".progress.json")
+        self.model, featurizer = checkpoint.load(checkpoint_path)
+        cases = read_case_keys(data_dir)
+        self.n_cases, self.dim = len(cases), self.model.config.out_dim
+        # The chunk size is part of it: chunk numbers mean other entities under another size.
+        self.fingerprint = (
+            f"{dataset_fingerprint(data_dir)}:{_file_id(checkpoint_path)}:{self.chunk_events}"
+        )
+        events = read_events(data_dir)
+        self.seqs = featurizer.sequences(events)
+        del events
+        ts = _ts_ns(cases["ts"]) if "ts" in cases.columns else None
+        self.entity_index, self.position, self.case_gap = case_positions(
+            self.seqs, cases["entity_id"].to_numpy(), ts
+        )
+        self.keys = chunk_keys(len(chunk_plan(self.seqs, self.chunk_events)))
+
+    def done_keys(self) -> set[str]:
+        return read_done(self.progress_path, self.fingerprint, self.n_cases) & set(self.keys)
+
+    def is_complete(self) -> bool:
+        return self.out_path.exists() and len(self.done_keys()) == len(self.keys)
+
+    def prepare(self, *, resume: bool = True) -> bool:
+        """Create the memmap unless a resumable one of the right shape exists; True if complete."""
+        self.out_path.parent.mkdir(parents=True, exist_ok=True)
+        reusable = resume and self.out_path.exists() and self.progress_path.exists()
+        if reusable and self.is_complete():
+            return True
+        if reusable:
+            out = np.load(self.out_path, mmap_mode="r")
+            reusable = out.shape == (self.n_cases, self.dim) and out.dtype == np.float32
+            del out
+        if not reusable:
+            self.progress_path.unlink(missing_ok=True)
+            out = np.lib.format.open_memmap(
+                self.out_path, mode="w+", dtype=np.float32, shape=(self.n_cases, self.dim)
+            )
+            out.flush()
+            del out
+        return False
+
+    def run(
+        self,
+        *,
+        claim: Callable[[str], bool] | None = None,
+        progress: Progress | None = None,
+    ) -> list[str]:
+        """Embed the units not yet done that ``claim`` grants (all without it); returns them."""
+        before = self.done_keys()
+        granted: list[str] = []
+
+        def claim_and_note(key: str) -> bool:
+            if claim is None or claim(key):
+                granted.append(key)
+                return True
+            return False
+
+        out = np.load(self.out_path, mmap_mode="r+")
+        embed_cases(
+            self.model,
+            self.seqs,
+            self.entity_index,
+            self.position,
+            self.case_gap,
+            out,
+            progress_path=self.progress_path,
+            fingerprint=self.fingerprint,
+            chunk_events=self.chunk_events,
+            progress=progress,
+            claim=claim_and_note,
+        )
+        out.flush()
+        del out
+        return [key for key in granted if key not in before]
+
+    def result(self) -> np.ndarray:
+        """(n_cases, out_dim) float32 read-only memmap."""
+        return np.load(self.out_path, mmap_mode="r")
+
+
 def embed_dataset(
     checkpoint_path: Path,
     data_dir: Path,
@@ -138,55 +239,18 @@ def embed_dataset(
     """Embed every case of ``data_dir`` into a float32 ``.npy`` memmap, one row per case.
 
     Rows follow the ``cases`` file order. The work is chunked by entity; finished chunks are
-    recorded in ``<out_path>.progress.json`` so an interrupted run resumes where it stopped.
+    recorded in ``<out_path>.progress.json`` so an interrupted run resumes where it stopped
+    (:class:`ChunkedEmbedding` shares the chunks between processes).
 
     Returns
     -------
     (n_cases, out_dim) float32 read-only memmap.
     """
     torch_threads.configure(threads)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    progress_path = Path(str(out_path) + ".progress.json")
-    model, featurizer = checkpoint.load(checkpoint_path)
-    cases = read_case_keys(data_dir)
-    n_cases, dim = len(cases), model.config.out_dim
-    fingerprint = f"{dataset_fingerprint(data_dir)}:{_file_id(checkpoint_path)}"
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    events = read_events(data_dir)
-    seqs = featurizer.sequences(events)
-    del events
-    ts = _ts_ns(cases["ts"]) if "ts" in cases.columns else None
-    entity_index, position, case_gap = case_positions(seqs, cases["entity_id"].to_numpy(), ts)
-    del cases
-    timings["featurize_s"] = time.perf_counter() - t0
-    n_chunks = len(chunk_plan(seqs, EMBED_CHUNK_EVENTS))
-    reusable = resume and out_path.exists() and progress_path.exists()
-    if reusable and is_complete(progress_path, fingerprint, n_cases, n_chunks):
-        return np.load(out_path, mmap_mode="r")
-    if reusable:
-        out = np.load(out_path, mmap_mode="r+")
-        if out.shape != (n_cases, dim) or out.dtype != np.float32:
-            reusable = False
-    if not reusable:
-        progress_path.unlink(missing_ok=True)
-        out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(n_cases, dim))
-    embed_cases(
-        model,
-        seqs,
-        entity_index,
-        position,
-        case_gap,
-        out,
-        progress_path=progress_path,
-        fingerprint=fingerprint,
-        chunk_events=EMBED_CHUNK_EVENTS,
-        progress=progress,
-    )
-    out.flush()
-    del out
-    return np.load(out_path, mmap_mode="r")
+    job = ChunkedEmbedding(checkpoint_path, data_dir, out_path)
+    if not job.prepare(resume=resume):
+        job.run(progress=progress)
+    return job.result()
 
 
 def embeddings_for_dataset(

@@ -9,7 +9,9 @@ pooled state needs), which keeps the result exact.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,7 @@ def embed_cases(
     batch_tokens: int = 32_768,
     segment_len: int = 4096,
     progress: Progress | None = None,
+    claim: Callable[[str], bool] | None = None,
 ) -> np.ndarray:
     """Write one vector per case into ``out`` (n_cases, out_dim); resumable by chunk.
 
@@ -106,6 +109,10 @@ def embed_cases(
     entity_index, position, case_gap : (n_cases,) from :func:`case_positions`.
     out : (n_cases, out_dim) float32 array, typically a ``.npy`` memmap.
     progress_path : JSON sidecar listing finished chunks; chunks listed there are skipped.
+    claim : called with a chunk's key (``"empty"``, ``"chunk<c>"``) before it is embedded; a
+        chunk whose claim returns False is left to whoever claimed it. Several processes can so
+        share one job and one memmap: every chunk writes its own rows, and the sidecar is merged
+        under a file lock.
     """
     model.eval()
     cfg = model.config
@@ -113,13 +120,13 @@ def embed_cases(
     segment_len = max(segment_len, 2 * context)
     n_cases = len(position)
     chunks = chunk_plan(seqs, chunk_events)
-    done = _read_done(progress_path, fingerprint, n_cases)
+    done = read_done(progress_path, fingerprint, n_cases)
     # cases grouped by entity
     by_entity = np.argsort(entity_index, kind="stable")
     ent_sorted = entity_index[by_entity]
     written = 0
     empty_cases = np.flatnonzero(position < 0)
-    if "empty" not in done:
+    if "empty" not in done and (claim is None or claim("empty")):
         if len(empty_cases):
             dim = 2 * cfg.d_model
             vec = model.pool(torch.zeros(1, dim), torch.zeros(1), torch.ones(1, dtype=torch.bool))
@@ -135,6 +142,8 @@ def embed_cases(
         key = f"chunk{c}"
         if key in done:
             written += len(case_rows)
+            continue
+        if claim is not None and not claim(key):
             continue
         # map each case to its event row; states are computed per model batch of segments
         segments = plan_segments(seqs, entities, segment_len, context)
@@ -185,12 +194,17 @@ def _token_groups(segments: list[Segment], batch_tokens: int):
         yield group
 
 
+def chunk_keys(n_chunks: int) -> list[str]:
+    """Every unit of an embedding job: the cases without history, then each entity chunk."""
+    return ["empty"] + [f"chunk{c}" for c in range(n_chunks)]
+
+
 def is_complete(progress_path: Path, fingerprint: str, n_cases: int, n_chunks: int) -> bool:
-    done = _read_done(progress_path, fingerprint, n_cases)
-    return "empty" in done and all(f"chunk{c}" in done for c in range(n_chunks))
+    done = read_done(progress_path, fingerprint, n_cases)
+    return all(key in done for key in chunk_keys(n_chunks))
 
 
-def _read_done(path: Path | None, fingerprint: str, n_cases: int) -> set[str]:
+def read_done(path: Path | None, fingerprint: str, n_cases: int) -> set[str]:
     if path is None or not Path(path).exists():
         return set()
     state = json.loads(Path(path).read_text())
@@ -200,13 +214,17 @@ def _read_done(path: Path | None, fingerprint: str, n_cases: int) -> set[str]:
 
 
 def _write_done(path: Path | None, fingerprint: str, n_cases: int, done: set[str]) -> None:
+    """Record ``done`` plus whatever other processes recorded meanwhile (read-merge-write)."""
     if path is None:
         return
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(
-        json.dumps({"fingerprint": fingerprint, "n_cases": n_cases, "done": sorted(done)})
-    )
-    tmp.replace(path)
+    with open(Path(str(path) + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done |= read_done(path, fingerprint, n_cases)
+        tmp = Path(f"{path}.{os.getpid()}.tmp")
+        tmp.write_text(
+            json.dumps({"fingerprint": fingerprint, "n_cases": n_cases, "done": sorted(done)})
+        )
+        tmp.replace(path)
 
 
 @torch.no_grad()

@@ -41,6 +41,13 @@ class Dataset(models.Model):
     current_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Case.score is a copy of the current model's scores.npy, written in chunks after the pointer
+    # flips: rows below scores_synced_rows hold scores_model's scores (all of them once it equals
+    # n_cases), the rest still the previous version's.
+    scores_model = models.ForeignKey(
+        "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    scores_synced_rows = models.PositiveIntegerField(default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

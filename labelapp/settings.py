@@ -224,3 +224,9 @@ ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30")
 LOOP_THREADS = env_int("LOOP_THREADS", 0)
 # Niceness a worker takes on when it runs an iteration: pages stay responsive while it trains.
 LOOP_WORKER_NICE = env_int("LOOP_WORKER_NICE", 10)
+# Chunked work of an iteration, shared with helper tasks on other workers (0: the code's default).
+LOOP_SCORE_CHUNK_ROWS = env_int("LOOP_SCORE_CHUNK_ROWS", 0)
+LOOP_EMBED_CHUNK_EVENTS = env_int("LOOP_EMBED_CHUNK_EVENTS", 0)
+LOOP_EMBED_HELPERS = env_int("LOOP_EMBED_HELPERS", 4)
+# Rows of Case.score written per transaction after a model version becomes current.
+LOOP_SCORE_WRITE_ROWS = env_int("LOOP_SCORE_WRITE_ROWS", 50_000)

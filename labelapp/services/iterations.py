@@ -333,6 +333,11 @@ def iteration_reap_stale(
     return n
 
 
+def iteration_log_append(*, iteration_id: int, text: str) -> None:
+    """One line at the end of an iteration's log, whatever its status (helpers, after the end)."""
+    Iteration.objects.filter(pk=iteration_id).update(log=Concat("log", _value(_log_line(text))))
+
+
 def _log_line(text: str) -> str:
     return f"[{timezone.now():%H:%M:%S}] {text}\n"
 

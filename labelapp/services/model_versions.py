@@ -5,8 +5,12 @@ A version's folder holds ``model.txt`` (LightGBM's text format), ``feature_spec.
 embeddings are used, ``metrics.json``, ``params.json`` and ``scores.npy`` (every case's score,
 row order: what promotion writes back into the database). Artifacts are written into a hidden
 staging folder and renamed into place, so a folder under ``models/`` is always complete; the
-database learns about it only after that, in the transaction that also flips
-``Dataset.current_model``.
+database learns about it only after that, in the short transaction that also flips
+``Dataset.current_model``. ``Case.score`` is a copy of the current version's ``scores.npy`` for
+lists and filters: written after the flip in chunks of ``LOOP_SCORE_WRITE_ROWS`` rows, one
+transaction each, tracked by ``Dataset.scores_model``/``scores_synced_rows`` so that a killed
+worker's copy is finished later (:func:`case_scores_sync_pending`). While it runs, rows past
+``scores_synced_rows`` still show the previous version's score.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from django.db import connection, transaction
 from labelapp.models import AuditEvent, Case, Dataset, ModelVersion
 from labelapp.services.audit import audit_event_create
 
-SCORE_WRITE_CHUNK = 200_000
+SCORE_WRITE_CHUNK = 50_000  # rows of Case.score per transaction (``LOOP_SCORE_WRITE_ROWS``)
 # Every event that moves Dataset.current_model records {"from_version", "to_version"}.
 CURRENT_FLIP_VERBS = ("model.current", "model.promote", "model.rollback")
 ARTIFACT_FILES = ("model.txt", "feature_spec.json", "params.json", "metrics.json", "scores.npy")
@@ -73,15 +77,68 @@ def score_percentiles(scores: np.ndarray) -> np.ndarray:
     return 100.0 * np.searchsorted(order, scores, side="right") / n
 
 
-def case_scores_write(*, dataset: Dataset, scores: np.ndarray, progress=None) -> None:
-    """Write ``Case.score`` and ``score_percentile`` of every case (``scores`` in row order).
+def score_write_rows() -> int:
+    return int(getattr(settings, "LOOP_SCORE_WRITE_ROWS", 0)) or SCORE_WRITE_CHUNK
 
-    PostgreSQL: ``COPY`` into a temporary table in chunks, then one ``UPDATE ... FROM``. Others:
-    ``executemany`` in chunks. Call inside the transaction that must see them atomically.
+
+def model_pointer_flip(*, dataset_id: int, version: ModelVersion) -> int | None:
+    """Make ``version`` current; returns the previous current version's id.
+
+    Call inside the transaction that must flip it. Light: two rows. ``Case.score`` follows in
+    chunks afterwards (:func:`case_scores_sync`).
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    locked = Dataset.objects.select_for_update().get(pk=dataset_id)
+    previous = locked.current_model_id
+    Dataset.objects.filter(pk=dataset_id).update(
+        current_model=version, scores_model=version, scores_synced_rows=0
+    )
+    return previous
+
+
+def case_scores_sync(*, dataset: Dataset, progress=None) -> bool:
+    """Copy the current model's ``scores.npy`` into ``Case.score`` and ``score_percentile``.
+
+    ``score_write_rows()`` rows per transaction, resuming after the rows already written
+    (``Dataset.scores_synced_rows``), so no transaction holds many row locks and a run killed
+    half way is finished by the next call. Each chunk is written only while the version is still
+    current; returns False (and stops) when the pointer moved meanwhile, True when all rows
+    hold the current version's scores.
+    """
+    dataset.refresh_from_db(fields=["current_model", "scores_model", "scores_synced_rows"])
+    version = dataset.current_model
+    if version is None:
+        return True
+    start = dataset.scores_synced_rows if dataset.scores_model_id == version.pk else 0
+    if start >= dataset.n_cases and dataset.scores_model_id == version.pk:
+        return True
+    scores = np.asarray(model_version_scores(version), dtype=np.float64)
     percentiles = score_percentiles(scores)
-    rows = np.arange(len(scores), dtype=np.int64)
+    chunk = score_write_rows()
+    for a in range(start, len(scores), chunk):
+        b = min(a + chunk, len(scores))
+        with transaction.atomic():
+            still_current = Dataset.objects.filter(pk=dataset.pk, current_model=version).update(
+                scores_model=version, scores_synced_rows=b
+            )
+            if not still_current:
+                return False
+            _case_scores_write_rows(dataset.pk, a, scores[a:b], percentiles[a:b])
+        if progress:
+            progress(b, len(scores))
+    if len(scores) == 0:
+        Dataset.objects.filter(pk=dataset.pk, current_model=version).update(scores_model=version)
+    return True
+
+
+def _case_scores_write_rows(
+    dataset_id: int, start: int, scores: np.ndarray, percentiles: np.ndarray
+) -> None:
+    """``Case.score``/``score_percentile`` of rows ``start:start+len(scores)`` (one chunk).
+
+    PostgreSQL: ``COPY`` into a temporary table, then one ``UPDATE ... FROM``. Others:
+    ``executemany``. Writing a chunk twice writes the same values.
+    """
+    rows = np.arange(start, start + len(scores), dtype=np.int64)
     table = Case._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -90,43 +147,38 @@ def case_scores_write(*, dataset: Dataset, scores: np.ndarray, progress=None) ->
                 "(row integer PRIMARY KEY, score double precision, pct double precision) "
                 "ON COMMIT DROP"
             )
-            cursor.execute("TRUNCATE loop_scores")
-            for start in range(0, len(scores), SCORE_WRITE_CHUNK):
-                stop = min(start + SCORE_WRITE_CHUNK, len(scores))
-                buffer = io.StringIO()
-                pd.DataFrame(
-                    {"row": rows[start:stop], "s": scores[start:stop], "p": percentiles[start:stop]}
-                ).to_csv(buffer, sep="\t", header=False, index=False, float_format="%.17g")
-                with cursor.copy("COPY loop_scores (row, score, pct) FROM STDIN") as copy:
-                    copy.write(buffer.getvalue())
-                if progress:
-                    progress(stop // 2, len(scores))
-            cursor.execute("ANALYZE loop_scores")
+            cursor.execute("TRUNCATE loop_scores")  # when an outer transaction keeps it alive
+            buffer = io.StringIO()
+            pd.DataFrame({"row": rows, "s": scores, "p": percentiles}).to_csv(
+                buffer, sep="\t", header=False, index=False, float_format="%.17g"
+            )
+            with cursor.copy("COPY loop_scores (row, score, pct) FROM STDIN") as copy:
+                copy.write(buffer.getvalue())
             cursor.execute(
                 f"UPDATE {table} AS c SET score = t.score, score_percentile = t.pct "
                 "FROM loop_scores AS t WHERE c.dataset_id = %s AND c.row = t.row",
-                [dataset.pk],
+                [dataset_id],
             )
-            if progress:
-                progress(len(scores), len(scores))
         else:
-            for start in range(0, len(scores), SCORE_WRITE_CHUNK):
-                stop = min(start + SCORE_WRITE_CHUNK, len(scores))
-                cursor.executemany(
-                    f"UPDATE {table} SET score = %s, score_percentile = %s "
-                    "WHERE dataset_id = %s AND row = %s",
-                    [
-                        (float(s), float(p), dataset.pk, int(r))
-                        for s, p, r in zip(
-                            scores[start:stop],
-                            percentiles[start:stop],
-                            rows[start:stop],
-                            strict=True,
-                        )
-                    ],
-                )
-                if progress:
-                    progress(stop, len(scores))
+            cursor.executemany(
+                f"UPDATE {table} SET score = %s, score_percentile = %s "
+                "WHERE dataset_id = %s AND row = %s",
+                [
+                    (float(s), float(p), dataset_id, int(r))
+                    for s, p, r in zip(scores, percentiles, rows, strict=True)
+                ],
+            )
+
+
+def case_scores_sync_pending() -> int:
+    """Finish the ``Case.score`` copies a killed worker left half done; returns how many."""
+    n = 0
+    for dataset in Dataset.objects.exclude(current_model=None):
+        if dataset.scores_model_id != dataset.current_model_id or (
+            dataset.scores_synced_rows < dataset.n_cases
+        ):
+            n += bool(case_scores_sync(dataset=dataset))
+    return n
 
 
 def model_version_scores(version: ModelVersion) -> np.ndarray:
@@ -139,9 +191,10 @@ def model_version_scores(version: ModelVersion) -> np.ndarray:
 def model_version_promote(
     *, version: ModelVersion, user: Any = None, via: str = "page", verb: str = "model.promote"
 ) -> ModelVersion:
-    """Make ``version`` its dataset's current model and write its scores back to the cases.
+    """Make ``version`` its dataset's current model, then write its scores back to the cases.
 
-    One transaction: the cases' scores and the pointer change together or not at all.
+    The pointer flips in one short transaction; ``Case.score`` follows in chunks
+    (:func:`case_scores_sync`).
     """
     dataset = version.dataset
     scores = model_version_scores(version)
@@ -151,10 +204,7 @@ def model_version_promote(
             f"{dataset.n_cases}: it belongs to an earlier import"
         )
     with transaction.atomic():
-        locked = Dataset.objects.select_for_update().get(pk=dataset.pk)
-        previous = locked.current_model_id
-        case_scores_write(dataset=locked, scores=scores)
-        Dataset.objects.filter(pk=dataset.pk).update(current_model=version)
+        previous = model_pointer_flip(dataset_id=dataset.pk, version=version)
         audit_event_create(
             actor=user,
             verb=verb,
@@ -163,6 +213,7 @@ def model_version_promote(
             data={"from_version": previous, "to_version": version.pk},
             via=via,
         )
+    case_scores_sync(dataset=dataset)
     dataset.refresh_from_db()
     return version
 

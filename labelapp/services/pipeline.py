@@ -4,14 +4,16 @@ select -> finalize.
 Every stage reports its name, done/total and log lines to the ``Iteration`` row (the page polls
 it); a heartbeat thread stamps ``heartbeat_at`` so a killed worker is noticed, and notices a
 cancel. Nothing the experts or the current model depend on changes before ``finalize``: its one
-transaction writes the scores, the batch, the new ``ModelVersion`` and flips
-``Dataset.current_model``, after the version's artifacts were written and renamed into place. A
-failure anywhere before leaves the previous model current and the pool untouched.
+short transaction writes the batch, the new ``ModelVersion`` and flips ``Dataset.current_model``,
+after the version's artifacts (scores included) were written and renamed into place; ``Case.score``
+follows in chunks of rows after it (:func:`labelapp.services.model_versions.case_scores_sync`). A
+failure anywhere before the flip leaves the previous model current and the pool untouched.
 
-Scoring fans out: the model and its inputs are written to the staging folder first, then one
-Celery task per chunk of rows is enqueued; the running task scores chunks itself too, each chunk
-claimed by creating a file exclusively, so one worker alone finishes the job and more workers
-finish it sooner (``ARTIFACTS_DIR`` must be shared between workers).
+Scoring and embedding fan out. Scoring: the model and its inputs are written to the staging
+folder first, then one Celery task per chunk of rows is enqueued; the running task scores chunks
+itself too, each chunk claimed by creating a file exclusively, so one worker alone finishes the
+job and more workers finish it sooner (``ARTIFACTS_DIR`` must be shared between workers).
+Embedding works the same way over chunks of entities (:mod:`labelapp.services.embedding`).
 """
 
 from __future__ import annotations
@@ -37,17 +39,21 @@ from django.utils import timezone
 from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion, PoolState
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
+from labelapp.services.chunks import chunk_claim, claim_is_stale
+from labelapp.services.embedding import embeddings_compute
 from labelapp.services.iterations import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_STALE_S,
     _log_line,
     _value,
     iteration_fail,
+    iteration_log_append,
 )
 from labelapp.services.model_versions import (
     artifacts_publish,
-    case_scores_write,
+    case_scores_sync,
     json_write,
+    model_pointer_flip,
     staging_dir_create,
     staging_dirs_remove,
 )
@@ -55,7 +61,6 @@ from learning.features import load_dataset
 from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
 
 SCORE_CHUNK_ROWS = 250_000
-CLAIM_STALE_S = 600.0  # a helper that claimed a chunk and never wrote it is presumed dead
 PROGRESS_MIN_INTERVAL_S = 0.5
 HISTOGRAM_BINS = 20
 TOP_FEATURES = 15
@@ -337,10 +342,15 @@ def stage_embed(run: Run) -> None:
         tmp.replace(encoder)
     else:
         rep.log(f"reusing encoder {encoder.name}")
-    rep.stage("embed", total=run.dataset.n_cases)
     run.embeddings_path = folder / f"embeddings-{key}.npy"
-    run.embeddings = encoders_api.embed_dataset(
-        encoder, run.snapshot, run.embeddings_path, progress=progress, resume=True
+    rep.stage("embed", note="chunks of entities, shared with helper tasks")
+    run.embeddings = embeddings_compute(
+        iteration_id=run.iteration.pk,
+        encoder=encoder,
+        snapshot=run.snapshot,
+        out_path=run.embeddings_path,
+        progress=lambda done, total: rep.progress(done, total),
+        log=rep.log,
     )
     run.encoder_path = encoder
     config = checkpoint.load_raw(encoder)["config"]
@@ -432,18 +442,13 @@ def stage_train(run: Run) -> None:
     rep.log(f"spy threshold {model.spy_threshold_:.5f}")
 
 
-def chunk_plan(n_rows: int, chunk_rows: int = SCORE_CHUNK_ROWS) -> list[tuple[int, int]]:
+def score_chunk_rows() -> int:
+    return int(getattr(settings, "LOOP_SCORE_CHUNK_ROWS", 0)) or SCORE_CHUNK_ROWS
+
+
+def chunk_plan(n_rows: int, chunk_rows: int | None = None) -> list[tuple[int, int]]:
+    chunk_rows = chunk_rows or score_chunk_rows()
     return [(a, min(a + chunk_rows, n_rows)) for a in range(0, n_rows, chunk_rows)] or [(0, 0)]
-
-
-def chunk_claim(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return False
-    os.write(fd, f"{socket.gethostname()} {os.getpid()} {time.time()}".encode())
-    os.close(fd)
-    return True
 
 
 def score_chunk(staging: Path, start: int, stop: int, X: np.ndarray | None = None) -> np.ndarray:
@@ -478,7 +483,8 @@ def stage_score(run: Run) -> None:
     rep = run.reporter
     n = run.dataset.n_cases
     chunks = chunk_plan(n)
-    rep.stage("score", total=n, note=f"{len(chunks)} chunk(s) of up to {SCORE_CHUNK_ROWS:,} rows")
+    rows = score_chunk_rows()
+    rep.stage("score", total=n, note=f"{len(chunks)} chunk(s) of up to {rows:,} rows")
     folder = run.staging / "scores"
     folder.mkdir(exist_ok=True)
     if len(chunks) > 1:
@@ -496,9 +502,7 @@ def stage_score(run: Run) -> None:
         rep.progress(finished, n)
         for start, stop in chunks:
             claim = folder / f"{start}.claim"
-            if not (folder / f"{start}.npy").exists() and time.time() - claim.stat().st_mtime > (
-                CLAIM_STALE_S
-            ):
+            if not (folder / f"{start}.npy").exists() and claim_is_stale(claim):
                 claim.touch()
                 score_chunk(run.staging, start, stop, X=run.X[start:stop])
         time.sleep(0.2)
@@ -632,7 +636,9 @@ def stage_finalize(run: Run) -> None:
     rep = run.reporter
     n = run.dataset.n_cases
     rep.stage(
-        "finalize", total=n, note="artifacts, then scores, batch and model in one transaction"
+        "finalize",
+        total=n,
+        note="artifacts; batch, model and pointer in one transaction; then Case.score in chunks",
     )
     staging = run.staging
     json_write(staging / "params.json", run.params)
@@ -647,7 +653,6 @@ def stage_finalize(run: Run) -> None:
             if iteration.status != Iteration.Status.RUNNING:
                 raise IterationCancelled()
             dataset = Dataset.objects.select_for_update().get(pk=run.dataset.pk)
-            case_scores_write(dataset=dataset, scores=run.scores, progress=rep.progress)
             version = ModelVersion.objects.create(
                 dataset=dataset,
                 iteration=iteration,
@@ -660,8 +665,7 @@ def stage_finalize(run: Run) -> None:
             )
             n_batch = _batch_create(run, iteration)
             run.metrics["batch_size"] = n_batch
-            previous = dataset.current_model_id
-            Dataset.objects.filter(pk=dataset.pk).update(current_model=version)
+            previous = model_pointer_flip(dataset_id=dataset.pk, version=version)
             # The similar-cases panel needs the new version's neighbour index (issue 8).
             transaction.on_commit(lambda version_id=version.pk: _neighbor_index_enqueue(version_id))
             rep.finish_stage()
@@ -697,6 +701,29 @@ def stage_finalize(run: Run) -> None:
     except BaseException:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
+    _case_scores_follow(run)
+
+
+def _case_scores_follow(run: Run) -> None:
+    """After the flip: copy the new scores into ``Case.score`` in short transactions.
+
+    The iteration is already done and its version current; a failure here only leaves the copy
+    unfinished, which :func:`case_scores_sync_pending` (the reaper task) or the next flip finishes.
+    """
+    t0 = time.monotonic()
+    try:
+        synced = case_scores_sync(dataset=run.dataset)
+    except Exception as exc:  # noqa: BLE001 - the version is current; report, the reaper resumes
+        _log_done_iteration(run.iteration.pk, f"writing Case.score failed, to be resumed: {exc}")
+        return
+    what = "written" if synced else "left to a newer version"
+    _log_done_iteration(
+        run.iteration.pk, f"case scores {what} in {time.monotonic() - t0:.1f}s (after the flip)"
+    )
+
+
+def _log_done_iteration(iteration_id: int, text: str) -> None:
+    iteration_log_append(iteration_id=iteration_id, text=text)
 
 
 def _neighbor_index_enqueue(version_id: int) -> None:

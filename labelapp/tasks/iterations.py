@@ -7,8 +7,11 @@ from pathlib import Path
 from celery import shared_task
 
 from labelapp.models import Iteration
+from labelapp.services.chunks import chunk_claim
+from labelapp.services.embedding import embedding_chunks_help
 from labelapp.services.iterations import iteration_reap_stale
-from labelapp.services.pipeline import chunk_claim, score_chunk
+from labelapp.services.model_versions import case_scores_sync_pending
+from labelapp.services.pipeline import score_chunk
 
 
 @shared_task(name="labelapp.iteration_run")
@@ -32,7 +35,21 @@ def iteration_score_chunk(iteration_id: int, staging: str, start: int, stop: int
     return {"chunk": start, "scored": True}
 
 
+@shared_task(name="labelapp.iteration_embed_chunks")
+def iteration_embed_chunks(iteration_id: int, encoder: str, snapshot: str, out_path: str) -> dict:
+    """Help embed a running iteration's cases: chunks nobody claimed yet, until none is left."""
+    return embedding_chunks_help(
+        iteration_id=iteration_id,
+        encoder=Path(encoder),
+        snapshot=Path(snapshot),
+        out_path=Path(out_path),
+    )
+
+
 @shared_task(name="labelapp.iteration_reap_stale")
 def iteration_reap_stale_task() -> int:
-    """Mark iterations whose worker stopped beating as failed (run it from celery beat)."""
-    return iteration_reap_stale()
+    """Mark iterations whose worker stopped beating as failed, and finish any ``Case.score``
+    copy a killed worker left half done (run it from celery beat)."""
+    reaped = iteration_reap_stale()
+    case_scores_sync_pending()
+    return reaped

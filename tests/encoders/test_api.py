@@ -159,3 +159,36 @@ def test_real_data_sequences_end_before_the_case():
     has = pos >= 0
     assert (seqs.ts[pos[has]] < _ts_ns(events["ts"])[has]).all()
     assert (~has).sum() == len(seqs.entity_ids)  # exactly each customer's first transaction
+
+
+def test_processes_sharing_one_job_write_what_one_process_writes(dataset, trained, tmp_path):
+    """Two handles on one memmap, each embedding the units the other did not claim, give the
+    single-process result; running a unit again changes nothing."""
+    from encoders.api import ChunkedEmbedding
+
+    full = np.array(embed_dataset(trained, dataset, tmp_path / "full.npy"))
+    out = tmp_path / "shared.npy"
+    first = ChunkedEmbedding(trained, dataset, out, chunk_events=300)
+    second = ChunkedEmbedding(trained, dataset, out, chunk_events=300)
+    assert len(first.keys) > 3
+    assert first.prepare() is False
+    claimed: set[str] = set()
+
+    def every_other(key: str) -> bool:  # the first handle takes every other unit
+        if key in claimed or first.keys.index(key) % 2:
+            return False
+        claimed.add(key)
+        return True
+
+    mine = first.run(claim=every_other)
+    assert not first.is_complete() and mine == sorted(claimed, key=first.keys.index)
+    theirs = second.run(claim=lambda key: key not in claimed)
+    assert set(mine) | set(theirs) == set(first.keys) and not set(mine) & set(theirs)
+    assert first.is_complete() and second.is_complete()
+    np.testing.assert_array_equal(np.asarray(first.result()), full)
+    # A unit redelivered after it finished is skipped; one forced to run again rewrites the same.
+    assert second.run() == []
+    second.progress_path.unlink()
+    again = second.run(claim=lambda key: key == "chunk1")
+    assert again == ["chunk1"]
+    np.testing.assert_array_equal(np.asarray(second.result()), full)

@@ -84,7 +84,9 @@ def imported(transactional_db, tmp_path):
 def _wait_ended(iteration: Iteration, timeout: float = 120) -> Iteration:
     def ended():
         iteration.refresh_from_db()
-        return iteration.status in ("done", "failed", "cancelled")
+        if iteration.status == "done":  # and Case.score follows, after the pointer flip
+            return "case scores " in iteration.log
+        return iteration.status in ("failed", "cancelled")
 
     wait_for(ended, timeout=timeout, what=f"iteration {iteration.pk} to end")
     return iteration
@@ -218,3 +220,45 @@ def test_worker_killed_mid_training(transactional_db, celery_queue, imported, ad
         assert dataset.current_model == retry.model_version
     finally:
         _stop(proc)
+
+
+def test_two_workers_share_the_embedding_and_scoring_chunks(
+    transactional_db, celery_queue, artifacts_dir, imported, admin_user
+):
+    """Helper tasks reach the second worker while the first runs the iteration; the result is
+    the same as one process embedding everything."""
+    import numpy as np
+
+    from encoders.api import embed_dataset
+    from labelapp.selectors.datasets import snapshot_dir_for
+
+    env = {**WORKER_ENV, "LOOP_EMBED_CHUNK_EVENTS": "400", "LOOP_SCORE_CHUNK_ROWS": "300"}
+    workers = []
+    try:
+        for _ in range(2):
+            workers.append(start_worker(celery_queue, extra_env=env))
+        params = {**FAST, "use_embeddings": True, "encoder_minutes": 0.05}
+        iteration = iteration_launch(dataset=imported, user=admin_user, params=params)
+        iteration = _wait_ended(iteration, timeout=300)
+
+        def log_has_helpers_and_scores() -> bool:
+            iteration.refresh_from_db()
+            return (
+                "helper task embedded" in iteration.log and "case scores written" in iteration.log
+            )
+
+        wait_for(log_has_helpers_and_scores, timeout=60, what="helper and Case.score log lines")
+    finally:
+        for proc in workers:
+            _stop(proc)
+    assert iteration.status == "done", iteration.log
+    assert re.search(r"embedded \d+ chunk\(s\): \d+ here, \d+ by helper tasks", iteration.log)
+    folder = artifacts_dir / "encoders" / str(imported.pk)
+    (encoder,) = folder.glob("encoder-*.pt")
+    (chunked,) = folder.glob("embeddings-*.npy")
+    whole = embed_dataset(encoder, snapshot_dir_for(imported), artifacts_dir / "whole.npy")
+    np.testing.assert_array_equal(np.load(chunked), np.asarray(whole))
+    version = iteration.model_version
+    scores = np.load(f"{version.artifact_dir}/scores.npy")
+    db = Case.objects.filter(dataset=imported).order_by("row").values_list("score", flat=True)
+    np.testing.assert_allclose(np.array(db, dtype=float), scores, rtol=1e-6)

@@ -75,7 +75,7 @@ class Settings:
     entity_deviation: bool = True
     n_estimators: int = 100
     n_estimators_em: int = 50
-    learning_rate: float = 0.03
+    learning_rate: float | str = "auto"
     min_child_samples: int | str = "auto"
     max_unlabeled: int | None = 100_000
     spy_fraction: float = 0.15
@@ -603,7 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--n-estimators-em", type=int, default=50, help="trees of the intermediate EM rounds"
     )
     p.add_argument(
-        "--learning-rate", type=float, default=0.03, help="LightGBM learning rate of every model"
+        "--learning-rate",
+        type=lambda v: v if v == "auto" else float(v),
+        default="auto",
+        help="LightGBM learning rate of every model ('auto': by the number of rows)",
     )
     p.add_argument(
         "--min-child-samples",

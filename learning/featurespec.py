@@ -17,7 +17,14 @@ Columns of the matrix, in order (``FeatureSpec.feature_names``):
    was trained with, stored as ``positives.parquet``) shared the case's value of ``column`` in the
    ``w`` days strictly before the case's ``ts``
    (see :func:`learning.features.label_derived_features`);
-5. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder.
+5. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder;
+6. ``knn_positive_share`` when the model was trained with the kNN feature
+   (:mod:`learning.knn_feature`): read from the cases like a numeric column, because it depends
+   on the whole pool the app indexed, which the model does not carry (the caller supplies it).
+
+A spec without entity-deviation or kNN features is written as version 1, one with either as
+version 2, so scorers that predate them keep reading the specs they can score and refuse the
+others by version.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import numpy as np
 import pandas as pd
 
 from learning.features import Dataset, entity_deviation_features, label_derived_features
+from learning.knn_feature import KNN_FEATURE
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # the newest version this code reads
 DEFAULT_WINDOWS_DAYS = (1.0, 7.0, 28.0)
 # A model folder's entity-deviation columns of every training case (n_cases, n_deviation), for
 # scoring a dataset in chunks or one case at a time.
@@ -62,7 +70,8 @@ class FeatureSpec:
     sequence_length : int or None
         The encoder's maximum sequence length (for the standalone scorer), when embeddings are used.
     ts_column : str
-    version : int
+    knn_neighbors : int
+        ``k`` of the kNN feature (:data:`learning.knn_feature.KNN_FEATURE`), 0 when unused.
     """
 
     numeric_columns: list[str] = field(default_factory=list)
@@ -76,7 +85,7 @@ class FeatureSpec:
     embedding_dim: int = 0
     sequence_length: int | None = None
     ts_column: str = "ts"
-    version: int = SPEC_VERSION
+    knn_neighbors: int = 0
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -92,6 +101,15 @@ class FeatureSpec:
         ]
 
     @property
+    def knn_names(self) -> list[str]:
+        return [KNN_FEATURE] if self.knn_neighbors else []
+
+    @property
+    def version(self) -> int:
+        """Format version: 2 when the spec uses the kNN feature, else 1."""
+        return 2 if self.knn_neighbors else 1
+
+    @property
     def feature_names(self) -> list[str]:
         """Column names of :func:`build_matrix`'s output, in order."""
         return [
@@ -100,6 +118,7 @@ class FeatureSpec:
             *self.deviation_names,
             *self.label_derived_names,
             *(f"emb_{i}" for i in range(self.embedding_dim)),
+            *self.knn_names,
         ]
 
     @property
@@ -118,10 +137,29 @@ class FeatureSpec:
     @property
     def raw_columns(self) -> list[str]:
         """Case columns :func:`build_matrix` reads."""
-        cols = [*self.numeric_columns, *self.categorical_columns, *self.positive_columns]
-        if self.deviation_columns:
-            cols += [self.entity_column, self.ts_column, *self.deviation_columns]
+5. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder;
+6. ``knn_positive_share`` when the model was trained with the kNN feature
+   (:mod:`learning.knn_feature`): read from the cases like a numeric column, because it depends
+   on the whole pool the app indexed, which the model does not carry (the caller supplies it).
+
+A spec without entity-deviation or kNN features is written as version 1, one with either as
+version 2, so scorers that predate them keep reading the specs they can score and refuse the
+others by version.
         return list(dict.fromkeys(cols))
+
+    def missing_columns_message(self, columns) -> str | None:
+        """Why cases with ``columns`` cannot be scored, or None when none of ours is missing."""
+        missing = [c for c in self.raw_columns if c not in set(columns)]
+        if not missing:
+            return None
+        text = f"cases lack columns the model needs: {', '.join(missing)}"
+        if KNN_FEATURE in missing:
+            text += (
+                f" ({KNN_FEATURE}: this model was trained with the kNN feature; supply each "
+                f"case's share of known positives among its {self.knn_neighbors} nearest "
+                "neighbours, as computed by the app that trained it)"
+            )
+        return text
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -161,12 +199,15 @@ class FeatureSpec:
 
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        data = {**asdict(self), "version": self.version}
+        if not self.knn_neighbors:
+            del data["knn_neighbors"]  # a version 1 spec, readable by scorers before the feature
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:
         data = json.loads(text)
-        version = data.get("version", SPEC_VERSION)
+        version = data.pop("version", 1)
         if version > SPEC_VERSION:
             raise ValueError(f"feature spec version {version} is newer than this code's")
         return cls(**data)
@@ -239,13 +280,15 @@ def build_matrix(
         Entity-deviation features computed beforehand over a larger set of cases (a chunk of a
         dataset scored apart from the entities' earlier cases); default: computed from ``cases``.
 
+    ``cases`` also holds ``knn_positive_share`` when ``spec.knn_neighbors > 0``.
+
     Returns
     -------
     ndarray of float32, shape (n_cases, len(spec.feature_names))
     """
-    missing = [c for c in spec.raw_columns if c not in cases.columns]
-    if missing:
-        raise ValueError(f"cases lack columns the model needs: {missing}")
+    message = spec.missing_columns_message(cases.columns)
+    if message:
+        raise ValueError(message)
     n = len(cases)
     X = np.empty((n, len(spec.feature_names)), dtype=np.float32)
     col = 0
@@ -281,6 +324,9 @@ def build_matrix(
             )
         X[:, col : col + spec.embedding_dim] = embeddings
         col += spec.embedding_dim
+    if spec.knn_neighbors:
+        X[:, col] = pd.to_numeric(cases[KNN_FEATURE], errors="coerce").to_numpy(dtype=np.float32)
+        col += 1
     assert col == X.shape[1]
     return X
 

@@ -265,6 +265,9 @@ class NeighborIndex(BaseEstimator):
     def _tune_ef(self, X: np.ndarray, k: int = 10) -> None:
         # Queries are indexed rows (the app asks for neighbours of a case), so each query's own
         # row is left out of both lists: it is always found and would inflate the recall.
+        k = min(k, len(X) - 1)  # a tiny index has fewer than k other rows
+        if k < 1:
+            return
         rng = np.random.default_rng(self.random_state)
         n_q = min(self.n_tuning_queries, len(X))
         rows = rng.choice(len(X), size=n_q, replace=False)

@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from learning.baselines import auto_min_child_samples
+from learning.baselines import auto_learning_rate, auto_min_child_samples
 
 
 def _as_matrix(X) -> tuple[np.ndarray | pd.DataFrame, list[str] | None]:
@@ -56,6 +56,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         being rare); expert-confirmed up-sampling comes on top through ``sample_weight``.
     n_estimators, learning_rate, num_leaves : int, float, int
         LightGBM parameters of the final round.
+    learning_rate : float or "auto"
+        ``"auto"``: 0.1 for fits up to 50,000 rows, 0.03 above
+        (:func:`learning.baselines.auto_learning_rate`).
     min_child_samples : int or "auto"
         LightGBM's smallest leaf; ``"auto"`` scales it with the rows of each fit
         (:func:`learning.baselines.auto_min_child_samples`: 20 up to 20,000 rows, at most 100).
@@ -108,7 +111,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         em_rounds_step2: int = 2,
         positive_weight: float = 5.0,
         n_estimators: int = 100,
-        learning_rate: float = 0.03,
+        learning_rate: float | str = "auto",
         num_leaves: int = 31,
         min_child_samples: int | str = "auto",
         n_estimators_em: int | None = None,
@@ -142,7 +145,11 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
     def _params(self, seed: int, n_rows: int = 0) -> dict:
         params = {
             "objective": "cross_entropy",
-            "learning_rate": self.learning_rate,
+            "learning_rate": (
+                auto_learning_rate(n_rows)
+                if self.learning_rate == "auto"
+                else float(self.learning_rate)
+            ),
             "num_leaves": self.num_leaves,
             "min_child_samples": (
                 auto_min_child_samples(n_rows)

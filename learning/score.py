@@ -15,6 +15,11 @@ same :func:`learning.featurespec.build_matrix` the app uses, so the scores equal
 app, or an unpacked bundle); the app's scoring endpoint and case explanations use it too.
 When the model uses behavior-sequence embeddings, the bundle's ``encoder.pt`` embeds the cases'
 events through :mod:`encoders` (imported only then: torch is not needed otherwise).
+
+A model trained with the kNN feature (``feature_spec.json`` has ``knn_neighbors``) cannot compute
+it: the share of known positives among a case's neighbours needs the whole pool the app indexed.
+Its cases must carry a ``knn_positive_share`` column; without it the scorer stops with a message
+that says so.
 """
 
 from __future__ import annotations
@@ -115,9 +120,9 @@ class ScoringModel:
     # -- features --------------------------------------------------------------------------------
     def check_cases(self, cases: pd.DataFrame, events: pd.DataFrame | None) -> None:
         """Raise :class:`ScoringError` when ``cases`` (and ``events``) cannot be scored."""
-        missing = [c for c in self.spec.raw_columns if c not in cases.columns]
-        if missing:
-            raise ScoringError(f"cases lack columns the model needs: {', '.join(missing)}")
+        message = self.spec.missing_columns_message(cases.columns)
+        if message:
+            raise ScoringError(message)
         if self.spec.embedding_dim:
             if "entity_id" not in cases.columns:
                 raise ScoringError("the model uses behavior sequences: cases need entity_id")
@@ -153,10 +158,8 @@ class ScoringModel:
         if self.spec.embedding_dim and embeddings is None:
             self.check_cases(cases, events)
             embeddings = self.embed(cases, normalize_ts(events))
-        else:
-            missing = [c for c in self.spec.raw_columns if c not in cases.columns]
-            if missing:
-                raise ScoringError(f"cases lack columns the model needs: {', '.join(missing)}")
+        elif message := self.spec.missing_columns_message(cases.columns):
+            raise ScoringError(message)
         try:
             return build_matrix(self.spec, cases, positives=self.positives, embeddings=embeddings)
         except (ValueError, TypeError) as exc:

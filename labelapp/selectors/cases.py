@@ -345,6 +345,14 @@ def _embeddings(artifact_dir: str) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
+def _knn_feature(artifact_dir: str) -> np.ndarray:
+    """Every case's kNN feature as the model was trained with it, memory-mapped."""
+    from labelapp.services.model_versions import KNN_FILE
+
+    return np.load(Path(artifact_dir) / KNN_FILE, mmap_mode="r")
+
+
+@lru_cache(maxsize=4)
 def _positives(artifact_dir: str):
     import pandas as pd
 
@@ -373,6 +381,10 @@ def _case_matrix(case: Case, spec: Any, artifact_dir: Path) -> np.ndarray:
         embeddings = _embeddings(str(artifact_dir))[[case.row]]
     if spec.deviation_columns:
         deviation = _deviation(str(artifact_dir))[[case.row]]
+    if spec.knn_neighbors:
+        from learning.knn_feature import KNN_FEATURE
+
+        frame[KNN_FEATURE] = float(_knn_feature(str(artifact_dir))[case.row])
     return build_matrix(
         spec,
         frame,

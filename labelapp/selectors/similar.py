@@ -11,11 +11,12 @@ import numpy as np
 
 from labelapp.models import Case, ModelVersion, PoolState
 from labelapp.selectors.datasets import snapshot_dir_for
+from learning.knn_feature import DEFAULT_N_NEIGHBORS
 from learning.neighbors import NeighborIndex, differing_features, exact_kneighbors
 
 SPACE_FILE = "space.json"
 #: Neighbours behind the kNN score (share of known positives among them).
-KNN_K = 10
+KNN_K = DEFAULT_N_NEIGHBORS
 #: Known positives: the rule's seeds and the experts' confirmations.
 POSITIVE_STATES = (PoolState.POSITIVE, PoolState.CONFIRMED)
 

@@ -4,6 +4,11 @@ The bundle holds the model version's artifacts (``model.txt``, ``feature_spec.js
 ``positives.parquet``, ``encoder.pt`` when embeddings are used), its training parameters and
 metrics, and a model card written here from what the database knows (data, iterations, labels).
 Every export is an audit event: who took which model, when, and the bundle's manifest digest.
+
+A model trained with the kNN feature does not carry what computes it (every case's vector and
+the known positives: the pool's whole index). Its manifest (``caller_supplies``), model card and
+``docs/api.md`` say that the caller supplies the ``knn_positive_share`` column with the cases;
+the scorer stops with a message naming the column when it is missing.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from labelapp.models import Iteration, Label, ModelVersion
 from labelapp.services.audit import audit_event_create
 from learning.bundle import Manifest, sha256_bytes, write_bundle
 from learning.featurespec import FeatureSpec
+from learning.knn_feature import KNN_FEATURE
 
 ARTIFACT_FILES = ("model.txt", "feature_spec.json", "positives.parquet", "encoder.pt")
 
@@ -50,18 +56,18 @@ def model_version_export(
         The artifact folder lacks the model or its feature specification.
     """
     files = bundle_members(model_version)
-    manifest = write_bundle(
-        out,
-        files,
-        info={
-            "model_version": model_version.pk,
-            "dataset": model_version.dataset.name,
-            "iteration": model_version.iteration.number if model_version.iteration else None,
-            "exported_by": getattr(actor, "username", None) or None,
-            "score_with": "python -m learning.score BUNDLE.zip --cases CASES.parquet "
-            "[--events EVENTS.parquet] --out SCORES.csv",
-        },
-    )
+    info = {
+        "model_version": model_version.pk,
+        "dataset": model_version.dataset.name,
+        "iteration": model_version.iteration.number if model_version.iteration else None,
+        "exported_by": getattr(actor, "username", None) or None,
+        "score_with": "python -m learning.score BUNDLE.zip --cases CASES.parquet "
+        "[--events EVENTS.parquet] --out SCORES.csv",
+    }
+    spec = FeatureSpec.load(Path(model_version.artifact_dir) / "feature_spec.json")
+    if spec.knn_neighbors:
+        info["caller_supplies"] = {KNN_FEATURE: _knn_requirement(spec)}
+    manifest = write_bundle(out, files, info=info)
     audit_event_create(
         actor=actor,
         verb="model.export",
@@ -112,6 +118,14 @@ def bundle_members(model_version: ModelVersion) -> dict[str, Path | str]:
         files["encoder_config.json"] = _encoder_config(folder / "encoder.pt")
     files["model_card.md"] = model_card(model_version, spec)
     return files
+
+
+def _knn_requirement(spec: FeatureSpec) -> str:
+    return (
+        f"a case column: the share (0 to 1) of known positives (seed positives and "
+        f"expert-confirmed cases) among the case's {spec.knn_neighbors} nearest neighbours in "
+        "the app's similar-cases space, the case itself left out; the bundle cannot compute it"
+    )
 
 
 def _json_file(path: Path, fallback: dict) -> Path | str:
@@ -220,6 +234,10 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
                     if spec.embedding_dim
                     else "none",
                 ),
+                (
+                    "kNN feature",
+                    f"{KNN_FEATURE}: {_knn_requirement(spec)}" if spec.knn_neighbors else "none",
+                ),
                 ("total", len(spec.feature_names)),
             ]
         ),
@@ -275,6 +293,15 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
         "- Label-derived features count the positives known at training time "
         "(positives.parquet); new confirmations are not seen until the next model.",
         "- Performance was measured on the data above; data drift needs re-measuring.",
+        *(
+            [
+                f"- This model uses the kNN feature: cases must carry a {KNN_FEATURE} column "
+                "(see Features); the scorer refuses cases without it. Values from another "
+                "neighbour space or another set of positives shift the scores.",
+            ]
+            if spec.knn_neighbors
+            else []
+        ),
         "- positives.parquet holds the identifiers and times of the known positives (the "
         "label-derived features need them): treat the bundle as confidential data.",
         "",
@@ -285,8 +312,10 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
         "--out SCORES.csv",
         "```",
         "",
-        "Cases (and events) in the dataset format: raw values, the same columns as imported. "
-        "The scorer checks manifest.json and the archive seal first and refuses a changed bundle.",
+        "Cases (and events) in the dataset format: raw values, the same columns as imported"
+        + (f", plus {KNN_FEATURE}" if spec.knn_neighbors else "")
+        + ". The scorer checks manifest.json and the archive seal first and refuses a changed "
+        "bundle.",
         "",
     ]
     return "\n".join(parts)

@@ -118,6 +118,14 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
         "Behavior-sequence embeddings as features (datasets with events only).",
     ),
     ParamSpec(
+        "knn_feature",
+        bool,
+        False,
+        "kNN score as a feature: share of known positives among each case's 10 nearest "
+        "neighbours (in the embeddings, else in scaled numeric columns). Exported bundles then "
+        "need the knn_positive_share column supplied with the cases.",
+    ),
+    ParamSpec(
         "encoder_minutes",
         float,
         5.0,
@@ -190,9 +198,24 @@ def iteration_params_clean(raw: dict[str, Any], *, dataset: Dataset | None = Non
             errors["pool_size"] = "must be at least the batch size"
         if params["use_embeddings"] and dataset is not None and not dataset.n_events:
             errors["use_embeddings"] = "this dataset has no events to embed"
+        if params["knn_feature"] and dataset is not None:
+            if problem := _knn_feature_problem(dataset, use_embeddings=params["use_embeddings"]):
+                errors["knn_feature"] = problem
     if errors:
         raise IterationParamsError(errors)
     return params
+
+
+def _knn_feature_problem(dataset: Dataset, *, use_embeddings: bool) -> str | None:
+    """Why the kNN feature cannot be computed on ``dataset``, or None."""
+    from learning.knn_feature import KNN_FEATURE
+
+    numeric = (dataset.schema or {}).get("cases", {}).get("numeric")
+    if KNN_FEATURE in (dataset.feature_columns or []):
+        return f"the dataset already has a case column named {KNN_FEATURE}"
+    if not use_embeddings and numeric is not None and not numeric:
+        return "needs embeddings or numeric case columns to find neighbours in"
+    return None
 
 
 def active_iteration(dataset: Dataset) -> Iteration | None:

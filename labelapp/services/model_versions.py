@@ -2,7 +2,8 @@
 
 A version's folder holds ``model.txt`` (LightGBM's text format), ``feature_spec.json``,
 ``positives.parquet`` (the P the label-derived features were computed from), ``encoder.pt`` when
-embeddings are used, ``metrics.json``, ``params.json`` and ``scores.npy`` (every case's score,
+embeddings are used, ``knn_feature.npy`` when the model uses the kNN feature (every case's
+value, row order), ``metrics.json``, ``params.json`` and ``scores.npy`` (every case's score,
 row order: what promotion writes back into the database). Artifacts are written into a hidden
 staging folder and renamed into place, so a folder under ``models/`` is always complete; the
 database learns about it only after that, in the short transaction that also flips
@@ -34,6 +35,8 @@ SCORE_WRITE_CHUNK = 50_000  # rows of Case.score per transaction (``LOOP_SCORE_W
 # Every event that moves Dataset.current_model records {"from_version", "to_version"}.
 CURRENT_FLIP_VERBS = ("model.current", "model.promote", "model.rollback")
 ARTIFACT_FILES = ("model.txt", "feature_spec.json", "params.json", "metrics.json", "scores.npy")
+#: The kNN feature of every case in row order (models trained with ``knn_feature`` on).
+KNN_FILE = "knn_feature.npy"
 
 
 class ModelVersionError(Exception):

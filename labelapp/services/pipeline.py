@@ -50,6 +50,7 @@ from labelapp.services.iterations import (
     iteration_log_append,
 )
 from labelapp.services.model_versions import (
+    KNN_FILE,
     artifacts_publish,
     case_scores_sync,
     json_write,
@@ -59,6 +60,7 @@ from labelapp.services.model_versions import (
 )
 from learning.features import load_dataset
 from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
+from learning.knn_feature import KNN_FEATURE
 
 SCORE_CHUNK_ROWS = 250_000
 PROGRESS_MIN_INTERVAL_S = 0.5
@@ -374,6 +376,8 @@ def stage_features(run: Run) -> None:
         sequence_length=max_len,
     )
     del dataset
+    if run.params.get("knn_feature"):
+        _knn_feature(run)
     positives = run.cases.loc[positive_mask(run.states), run.spec.positive_columns]
     run.X = build_matrix(run.spec, run.cases, positives=positives, embeddings=run.embeddings)
     staging = run.staging
@@ -396,6 +400,55 @@ def stage_features(run: Run) -> None:
     rep.log(
         f"feature matrix {run.X.shape}: {', '.join(run.spec.feature_names[:12])}"
         + (" ..." if len(run.spec.feature_names) > 12 else "")
+    )
+
+
+def _knn_feature(run: Run) -> None:
+    """Add the kNN feature to the cases and the spec (issue 8); store it for scoring.
+
+    Known positives are the pool's P (seeds and confirmed answers), never the ground truth; the
+    space is the embeddings when the model has them, else its scaled numeric columns.
+    """
+    from learning.knn_feature import (
+        DEFAULT_N_NEIGHBORS,
+        knn_index,
+        knn_positive_share,
+        knn_space,
+    )
+    from learning.pool import positive_mask
+
+    rep, spec = run.reporter, run.spec
+    if KNN_FEATURE in run.cases.columns:
+        raise ValueError(f"the cases already have a column named {KNN_FEATURE}")
+    started = time.monotonic()
+    hand = None
+    if run.embeddings is None:
+        hand = run.cases[spec.numeric_columns].apply(pd.to_numeric, errors="coerce")
+        hand = hand.to_numpy(dtype=np.float32)
+    space = knn_space(run.embeddings, hand)
+    threads = int(getattr(settings, "LOOP_THREADS", 0)) or os.cpu_count() or 1
+    index = knn_index(space, n_jobs=threads, random_state=int(run.params["random_state"]))
+    share = knn_positive_share(
+        index,
+        positive_mask(run.states),
+        n_neighbors=DEFAULT_N_NEIGHBORS,
+        progress=lambda done, total: rep.progress(done, total),
+    )
+    run.cases[KNN_FEATURE] = share
+    spec.knn_neighbors = DEFAULT_N_NEIGHBORS
+    np.save(run.staging / KNN_FILE, share)
+    info = {
+        "k": DEFAULT_N_NEIGHBORS,
+        "space": "embeddings" if hand is None else f"{space.shape[1]} scaled numeric columns",
+        "method": index.method_,
+        "ef_search": index.ef_search_ if index.method_ == "hnsw" else None,
+        "mean_share": round(float(share.mean()), 5),
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    run.metrics["knn_feature"] = info
+    rep.log(
+        f"kNN feature {KNN_FEATURE}: k={info['k']} in {info['space']}, {info['method']} search, "
+        f"mean {info['mean_share']:.4f}, {info['seconds']:.1f}s"
     )
 
 
@@ -469,6 +522,8 @@ def score_chunk(staging: Path, start: int, stop: int, X: np.ndarray | None = Non
             emb = np.load(inputs["embeddings"], mmap_mode="r")[start:stop]
         if spec.deviation_columns:
             deviation = np.load(staging / DEVIATION_FILE, mmap_mode="r")[start:stop]
+        if spec.knn_neighbors:
+            cases[KNN_FEATURE] = np.load(staging / KNN_FILE, mmap_mode="r")[start:stop]
         X = build_matrix(spec, cases, positives=positives, embeddings=emb, deviation=deviation)
     booster = lgb.Booster(model_file=str(staging / "model.txt"))
     scores = booster.predict(X).astype(np.float64)
@@ -744,6 +799,7 @@ _VERSION_METRICS = (
     "n_features",
     "score_histogram",
     "encoder",
+    "knn_feature",
 )
 
 

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from labelapp.models import AuditEvent, Case, Iteration
 from labelapp.services.pipeline import iteration_execute
 from learning.bundle import MANIFEST, verify_bundle
+from learning.knn_feature import KNN_FEATURE
 from tests.labelapp.api_fixtures import *  # noqa: F403
 from tests.labelapp.api_fixtures import api_client_for
 from tests.labelapp.factories import make_dataset_dir
@@ -181,3 +182,49 @@ def test_export_command_and_tampered_bundle(loop_env, tmp_path):
 
     with pytest.raises(Exception, match="no model version 999999"):
         call_command("export_model", "--version", "999999", "--out", str(tmp_path / "x.zip"))
+
+
+def test_knn_feature_bundle_needs_the_column_and_then_scores_like_the_app(loop_env, tmp_path):
+    """Launched by the command with --knn-feature: the bundle says the caller supplies the
+    column, the scorer refuses cases without it, and with it scores equal the app's."""
+    client = loop_env
+    folder = make_dataset_dir(tmp_path, n_cases=400, seed=3)
+    assert _upload(client, folder, "knn").status_code == 201
+    bad = client.post("/api/datasets/knn/iterations/", {"knn_feature": "maybe"}, format="json")
+    assert bad.status_code == 400 and "knn_feature" in str(bad.json())
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FAST.items()]
+    call_command(
+        "run_iteration", "--dataset", "knn", "--knn-feature=on", "--use-embeddings=off", *flags
+    )
+    iteration = Iteration.objects.get(dataset__name="knn")
+    assert iteration.params["knn_feature"] is True
+    assert iteration_execute(iteration_id=iteration.pk)["status"] == "done", iteration.log
+    version = Iteration.objects.get(pk=iteration.pk).model_version
+    assert version.feature_names[-1] == KNN_FEATURE
+
+    bundle = tmp_path / "knn.zip"
+    call_command("export_model", "--version", str(version.pk), "--out", str(bundle))
+    manifest = verify_bundle(bundle)
+    assert KNN_FEATURE in manifest.info["caller_supplies"]
+    card = zipfile.ZipFile(bundle).read("model_card.md").decode()
+    assert f"cases must carry a {KNN_FEATURE} column" in card
+
+    run = _score_outside(bundle, folder, tmp_path / "s.csv", events=False)
+    assert run.returncode == 2 and KNN_FEATURE in run.stderr and "nearest" in run.stderr
+    assert not (tmp_path / "s.csv").exists()
+
+    # The caller supplies the column (here: the values the app trained with, by row).
+    cases = pd.read_parquet(folder / "cases.parquet")
+    rows = dict(Case.objects.filter(dataset=version.dataset).values_list("case_id", "row"))
+    share = np.load(Path(version.artifact_dir) / "knn_feature.npy")
+    supplied = tmp_path / "supplied"
+    supplied.mkdir()
+    cases.assign(**{KNN_FEATURE: share[cases["case_id"].map(rows)]}).to_parquet(
+        supplied / "cases.parquet", index=False
+    )
+    out = tmp_path / "scores.csv"
+    run = _score_outside(bundle, supplied, out, events=False)
+    assert run.returncode == 0, run.stderr
+    outside = pd.read_csv(out).set_index("case_id")["score"]
+    app = dict(Case.objects.filter(dataset=version.dataset).values_list("case_id", "score"))
+    np.testing.assert_allclose(outside.to_numpy(), [app[c] for c in outside.index], atol=1e-6)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 from django.urls import reverse
 
-from labelapp.models import AuditEvent, BatchItem, Case, Iteration, ModelVersion
+from labelapp.models import AuditEvent, BatchItem, Case, Dataset, Iteration, ModelVersion
 from labelapp.services.iterations import (
     IterationAlreadyActive,
     IterationParamsError,
@@ -22,6 +23,7 @@ from labelapp.services.iterations import (
 from labelapp.services.model_versions import model_version_promote, model_version_rollback
 from labelapp.services.pipeline import chunk_plan, iteration_execute, score_chunk
 from learning.featurespec import FeatureSpec, build_matrix
+from learning.knn_feature import KNN_FEATURE, knn_index, knn_positive_share, knn_space
 from tests.labelapp.loop_data import make_loop_dataset
 
 FAST = {"batch_size": 20, "n_clusters": 4, "pool_size": 100, "n_estimators": 30}
@@ -270,3 +272,62 @@ def test_embeddings_pretrain_once_then_reused(transactional_db, tmp_path, settin
     assert iteration_execute(iteration_id=second.pk)["status"] == "done"
     second.refresh_from_db()
     assert "stage pretrain" not in second.log and "reusing encoder" in second.log
+
+
+def test_knn_feature_param_is_off_by_default_and_validated(db):
+    assert iteration_params_clean({})["knn_feature"] is False
+    assert iteration_params_clean({"knn_feature": "on"})["knn_feature"] is True
+    with pytest.raises(IterationParamsError) as err:
+        iteration_params_clean({"knn_feature": "maybe"})
+    assert set(err.value.errors) == {"knn_feature"}
+    no_numeric = Dataset(schema={"cases": {"numeric": [], "categorical": ["a"]}}, n_events=0)
+    with pytest.raises(IterationParamsError, match="embeddings or numeric"):
+        iteration_params_clean({"knn_feature": True}, dataset=no_numeric)
+    clash = Dataset(schema={"cases": {"numeric": [KNN_FEATURE]}}, feature_columns=[KNN_FEATURE])
+    with pytest.raises(IterationParamsError, match="already has a case column"):
+        iteration_params_clean({"knn_feature": True}, dataset=clash)
+
+
+def test_knn_feature_iteration_trains_on_the_share_of_known_positives(loop_dataset, expert_client):
+    dataset, cases = loop_dataset
+    # Experts confirmed half the cases of a pattern that lies in a ball of the numeric columns:
+    # the share of positives among neighbours finds the ball's rest better than raw splits.
+    space = knn_space(None, cases[["amount", "n_tx_7d"]].to_numpy(dtype=np.float32))
+    centre = np.array([1.0, 0.5]) * space.std(axis=0)
+    ball = np.linalg.norm(space - centre, axis=1) < 0.5 * space.std(axis=0).mean()
+    seeds = cases["seed_positive"].to_numpy() == 1
+    confirmed = ball & ~seeds & (np.random.default_rng(0).random(len(cases)) < 0.5)
+    Case.objects.filter(dataset=dataset, row__in=np.flatnonzero(confirmed).tolist()).update(
+        pool_state="confirmed"
+    )
+    iteration = _queued(dataset, knn_feature=True)
+    result = iteration_execute(iteration_id=iteration.pk)
+    iteration.refresh_from_db()
+    assert result["status"] == "done", iteration.log
+    version = iteration.model_version
+    folder = Path(version.artifact_dir)
+    spec = FeatureSpec.load(folder / "feature_spec.json")
+    assert spec.knn_neighbors == 10 and spec.feature_names[-1] == KNN_FEATURE
+    assert version.feature_names == spec.feature_names
+    # The stored column is the share among neighbours in the scaled numeric columns, with the
+    # seeds and confirmed cases as P (never the ground-truth label), each case left out.
+    assert spec.numeric_columns == ["amount", "n_tx_7d"]
+    share = np.load(folder / "knn_feature.npy")
+    expected = knn_positive_share(knn_index(space), seeds | confirmed)
+    np.testing.assert_allclose(share, expected)
+    assert not np.allclose(share, knn_positive_share(knn_index(space), cases["label"] == 1))
+    # The model uses it: the column is split on, and the iteration says how it was computed.
+    booster = lgb.Booster(model_file=str(folder / "model.txt"))
+    assert booster.num_feature() == len(spec.feature_names)  # the last column is the share
+    gains = booster.feature_importance(importance_type="gain")
+    assert gains[-1] > 0 and KNN_FEATURE in [f["name"] for f in version.metrics["top_features"]]
+    assert iteration.metrics["knn_feature"]["method"] == "exact"
+    assert "kNN feature knn_positive_share" in iteration.log
+    # A helper worker rebuilding a chunk from the snapshot gets the same scores.
+    (folder / "scores").mkdir()
+    (folder / "inputs.json").write_text(json.dumps({"snapshot": dataset.snapshot_dir}))
+    parts = [score_chunk(folder, a, b) for a, b in chunk_plan(len(cases), 700)]
+    np.testing.assert_allclose(np.concatenate(parts), np.load(folder / "scores.npy"), rtol=1e-6)
+    # The version page lists the parameter.
+    page = expert_client.get(reverse("model-detail", args=[version.pk]))
+    assert page.status_code == 200 and b"knn_feature" in page.content

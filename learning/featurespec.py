@@ -106,8 +106,8 @@ class FeatureSpec:
 
     @property
     def version(self) -> int:
-        """Format version: 2 when the spec uses the kNN feature, else 1."""
-        return 2 if self.knn_neighbors else 1
+        """Format version: 2 when the spec uses entity-deviation or kNN features, else 1."""
+        return 2 if (self.knn_neighbors or self.deviation_columns) else 1
 
     @property
     def feature_names(self) -> list[str]:
@@ -137,14 +137,14 @@ class FeatureSpec:
     @property
     def raw_columns(self) -> list[str]:
         """Case columns :func:`build_matrix` reads."""
-5. behavior-sequence embeddings ``emb_0 .. emb_{d-1}`` when the model uses an encoder;
-6. ``knn_positive_share`` when the model was trained with the kNN feature
-   (:mod:`learning.knn_feature`): read from the cases like a numeric column, because it depends
-   on the whole pool the app indexed, which the model does not carry (the caller supplies it).
-
-A spec without entity-deviation or kNN features is written as version 1, one with either as
-version 2, so scorers that predate them keep reading the specs they can score and refuse the
-others by version.
+        cols = [
+            *self.numeric_columns,
+            *self.categorical_columns,
+            *self.positive_columns,
+            *self.knn_names,
+        ]
+        if self.deviation_columns:
+            cols += [self.entity_column, self.ts_column, *self.deviation_columns]
         return list(dict.fromkeys(cols))
 
     def missing_columns_message(self, columns) -> str | None:
@@ -200,8 +200,9 @@ others by version.
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> str:
         data = {**asdict(self), "version": self.version}
-        if not self.knn_neighbors:
-            del data["knn_neighbors"]  # a version 1 spec, readable by scorers before the feature
+        if self.version == 1:  # readable by scorers that predate the version 2 features
+            for key in ("knn_neighbors", "deviation_columns", "entity_column"):
+                del data[key]
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod

@@ -140,8 +140,11 @@ def test_entity_deviation_columns_join_the_matrix_and_can_be_passed_precomputed(
     np.testing.assert_array_equal(again, X[chunk])
 
 
-def test_specs_written_before_entity_deviation_still_load():
-    old = json.loads(FeatureSpec(numeric_columns=["amount"]).to_json())
-    del old["deviation_columns"], old["entity_column"]
-    spec = FeatureSpec.from_json(json.dumps(old))
+def test_specs_without_deviation_stay_version_1_and_with_it_are_version_2():
+    plain = json.loads(FeatureSpec(numeric_columns=["amount"]).to_json())
+    assert plain["version"] == 1 and "deviation_columns" not in plain  # as before the feature
+    spec = FeatureSpec.from_json(json.dumps(plain))
     assert spec.deviation_columns == [] and spec.feature_names == ["amount"]
+    with_dev = FeatureSpec(numeric_columns=["amount"], deviation_columns=["amount"])
+    assert json.loads(with_dev.to_json())["version"] == 2
+    assert FeatureSpec.from_json(with_dev.to_json()) == with_dev

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 
 
-def worker_command(queue: str, *, pool: str = "solo") -> list[str]:
-    """The command line of one worker that consumes ``queue`` alone, one task at a time."""
+def worker_command(queue: str, *, pool: str = "solo", name: str | None = None) -> list[str]:
+    """The command line of one worker that consumes ``queue``, one task at a time.
+
+    ``name`` tells apart several workers on the same queue (default: the queue's name).
+    """
     return [
         sys.executable, "-m", "celery", "-A", "labelapp", "worker",
         "--pool", pool, "--concurrency", "1", "-Q", queue,
-        "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n", f"{queue}@%h",
+        "--without-mingle", "--without-gossip", "--loglevel", "INFO", "-n", f"{name or queue}@%h",
     ]  # fmt: skip

@@ -64,11 +64,11 @@ def _timed_get(client, url: str) -> float:
     return elapsed
 
 
-def _start_worker(queue: str) -> subprocess.Popen:
+def _start_worker(queue: str, number: int = 0) -> subprocess.Popen:
     env = {**os.environ, "CELERY_TASK_DEFAULT_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
-    log = open(Path(settings.VAR_DIR) / f"bench-worker-{queue}.log", "w")  # noqa: SIM115
+    log = open(Path(settings.VAR_DIR) / f"bench-worker-{queue}-{number}.log", "w")  # noqa: SIM115
     return subprocess.Popen(
-        worker_command(queue),
+        worker_command(queue, name=f"bench{number}"),
         cwd=settings.BASE_DIR,
         env=env,
         stdout=log,
@@ -86,7 +86,18 @@ def main(out_dir: Path, quick: bool) -> dict:
 
     name = os.environ.get("LOOP_BENCH_DATASET", "fraud_handbook")
     dataset = Dataset.objects.get(name=name)
-    params = {"use_embeddings": False, "batch_size": 100, "n_clusters": 10, "pool_size": 1000}
+    # LOOP_BENCH_EMBEDDINGS=1: pretrain (LOOP_BENCH_ENCODER_MINUTES) and embed as well;
+    # LOOP_BENCH_WORKERS=N: N workers share the chunked stages (embedding, scoring).
+    embeddings = os.environ.get("LOOP_BENCH_EMBEDDINGS", "0") == "1"
+    n_workers = max(1, int(os.environ.get("LOOP_BENCH_WORKERS", "1")))
+    params = {
+        "use_embeddings": embeddings,
+        "batch_size": 100,
+        "n_clusters": 10,
+        "pool_size": 1000,
+    }
+    if embeddings:
+        params["encoder_minutes"] = float(os.environ.get("LOOP_BENCH_ENCODER_MINUTES", "5"))
     if quick:
         params.update({"n_estimators": 30, "max_unlabeled": 50_000})
     url = reverse("dataset-detail", args=[dataset.name])
@@ -96,7 +107,7 @@ def main(out_dir: Path, quick: bool) -> dict:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     celery_app.conf.task_default_queue = queue
-    worker = _start_worker(queue)
+    workers = [_start_worker(queue, i) for i in range(n_workers)]
     try:
         ping.apply_async(args=[1], queue=queue).get(timeout=120)
         print(f"worker up; timing {url} idle", flush=True)
@@ -129,8 +140,10 @@ def main(out_dir: Path, quick: bool) -> dict:
             idle_after.append(_timed_get(client, url))
             time.sleep(PAUSE_S)
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
 
     idle = idle_before + idle_after
     report = {
@@ -148,6 +161,7 @@ def main(out_dir: Path, quick: bool) -> dict:
         "latency_idle": _summary(idle),
         "latency_during_train": _summary(during_train),
         "latency_during_other_stages": _summary(during_other),
+        "workers": n_workers,
         "threads": getattr(settings, "LOOP_THREADS", 0) or "all",
         "worker_nice": getattr(settings, "LOOP_WORKER_NICE", 0),
         "cpu_count": os.cpu_count(),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from learning.baselines import fit_gbrt
-from learning.features import label_derived_features, load_dataset
+from learning.features import entity_deviation_features, label_derived_features, load_dataset
 from learning.pu import TwoStepPU
 from learning.sampling import select_batch
 
@@ -71,10 +71,12 @@ def main(out_dir: Path, quick: bool = False, *, data_dir: Path | None = None) ->
     )
 
     def features(positive: np.ndarray) -> np.ndarray:
+        # As the app's iteration builds them: hand, entity deviation (label-free), label-derived.
+        dev = entity_deviation_features(ds.cases, ds.numeric_columns)
         ld = label_derived_features(
             ds.cases, positive, columns=entity_columns, windows_days=(1, 7, 28)
         )
-        return np.hstack([hand, ld.to_numpy(dtype=np.float32)])
+        return np.hstack([hand, dev.to_numpy(dtype=np.float32), ld.to_numpy(dtype=np.float32)])
 
     # The iteration: features from P, two-step PU, score everything, select a batch.
     t = time.perf_counter()

@@ -57,8 +57,19 @@ def dataset_detail(name: str) -> Dataset:
 
 
 def dataset_pool_counts(dataset: Dataset) -> dict[str, int]:
-    """Number of cases per pool state, every state present (0 where none)."""
+    """Number of cases per pool state, every state present (0 where none).
+
+    Every state but U is small and counted through the ``(dataset, pool_state)`` index; U is
+    the rest of ``Dataset.n_cases``, so the page never counts the million unlabeled rows.
+    """
     counts = {state.value: 0 for state in PoolState}
-    for state, n in dataset.cases.order_by().values_list("pool_state").annotate(n=Count("id")):
+    others = (
+        dataset.cases.filter(pool_state__in=[s for s in PoolState if s != PoolState.UNLABELED])
+        .order_by()
+        .values_list("pool_state")
+        .annotate(n=Count("id"))
+    )
+    for state, n in others:
         counts[state] = n
+    counts[PoolState.UNLABELED.value] = max(0, dataset.n_cases - sum(counts.values()))
     return counts

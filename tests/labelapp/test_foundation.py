@@ -50,3 +50,25 @@ def test_libraries_import_without_django(library):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_pool_counts_take_unlabeled_as_the_rest_of_the_dataset(db):
+    from django.db.models import Count
+
+    from labelapp.models import PoolState
+    from labelapp.selectors.datasets import dataset_pool_counts
+    from tests.labelapp.factories import make_dataset
+
+    dataset = make_dataset(n_cases=30, n_seed=3)
+    cases = list(dataset.cases.filter(pool_state=PoolState.UNLABELED).order_by("row")[:4])
+    for case, state in zip(
+        cases, ["confirmed", "confirmed", "not_confirmed", "shown"], strict=True
+    ):
+        case.pool_state = state
+        case.save(update_fields=["pool_state"])
+    every_row = {state.value: 0 for state in PoolState}
+    for state, n in dataset.cases.values_list("pool_state").annotate(n=Count("id")).order_by():
+        every_row[state] = n
+    counts = dataset_pool_counts(dataset)
+    assert counts == every_row
+    assert counts["U"] == 30 - 3 - 4 and counts["confirmed"] == 2

@@ -114,6 +114,16 @@ def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | 
     return proc
 
 
+def stop_worker(proc: subprocess.Popen, *, timeout: float = 20.0) -> None:
+    """Warm shutdown, then kill; returns once the process (and its DB connection) is gone."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture
 def celery_queue(settings) -> Iterator[str]:
     """A queue name of this test alone, so leftovers of other runs never reach our worker."""
@@ -136,11 +146,7 @@ def celery_worker(transactional_db, celery_queue) -> Iterator[subprocess.Popen]:
         result.get(timeout=60)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_worker(proc, timeout=15)
 
 
 def wait_for(predicate, *, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):

@@ -22,7 +22,7 @@ from labelapp.models import BatchItem, Case, Iteration, Label, ModelVersion
 from labelapp.services.imports import dataset_import
 from labelapp.services.iterations import iteration_launch, iteration_retry
 from labelapp.services.labels import label_create
-from tests.labelapp.conftest import start_worker, wait_for
+from tests.labelapp.conftest import start_worker, stop_worker, wait_for
 from tests.labelapp.factories import make_dataset_dir
 
 pytestmark = pytest.mark.worker
@@ -61,11 +61,7 @@ def _worker(queue: str, pool: str = "solo") -> subprocess.Popen:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop_worker(proc, timeout=20)
 
 
 @pytest.fixture

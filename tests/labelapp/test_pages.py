@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from labelapp.models import Case, Dataset, PoolState
 from labelapp.services.imports import dataset_import
-from tests.labelapp.conftest import start_worker, wait_for
+from tests.labelapp.conftest import start_worker, stop_worker, wait_for
 from tests.labelapp.factories import make_dataset_dir
 
 
@@ -138,8 +138,7 @@ def test_large_upload_imports_in_a_worker_with_progress(
         assert "every 1s" not in final.content.decode()  # polling stops
         assert Dataset.objects.get(name="big").n_cases == 300
     finally:
-        worker.terminate()
-        worker.wait(timeout=15)
+        stop_worker(worker, timeout=15)
 
 
 @pytest.mark.django_db

@@ -48,6 +48,14 @@ class Dataset(models.Model):
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     scores_synced_rows = models.PositiveIntegerField(default=0)
+
+    @property
+    def case_scores_pending(self) -> bool:
+        """True while ``Case.score`` does not yet hold the current model's scores everywhere."""
+        return self.current_model_id is not None and (
+            self.scores_model_id != self.current_model_id or self.scores_synced_rows < self.n_cases
+        )
+
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

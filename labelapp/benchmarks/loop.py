@@ -184,6 +184,4 @@ def main(out_dir: Path, quick: bool) -> dict:
 
 def _case_scores_pending(dataset) -> bool:
     dataset.refresh_from_db(fields=["current_model", "scores_model", "scores_synced_rows"])
-    return dataset.scores_model_id != dataset.current_model_id or (
-        dataset.scores_synced_rows < dataset.n_cases
-    )
+    return dataset.case_scores_pending

@@ -177,9 +177,7 @@ def case_scores_sync_pending() -> int:
     """Finish the ``Case.score`` copies a killed worker left half done; returns how many."""
     n = 0
     for dataset in Dataset.objects.exclude(current_model=None):
-        if dataset.scores_model_id != dataset.current_model_id or (
-            dataset.scores_synced_rows < dataset.n_cases
-        ):
+        if dataset.case_scores_pending:
             n += bool(case_scores_sync(dataset=dataset))
     return n
 

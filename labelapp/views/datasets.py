@@ -28,5 +28,6 @@ def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:
             "dataset": dataset,
             "pool_counts": dataset_pool_counts(dataset),
             "report": dataset.import_report or {},
+            "scores_updating": dataset.case_scores_pending,
         },
     )

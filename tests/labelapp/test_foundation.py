@@ -72,3 +72,18 @@ def test_pool_counts_take_unlabeled_as_the_rest_of_the_dataset(db):
     counts = dataset_pool_counts(dataset)
     assert counts == every_row
     assert counts["U"] == 30 - 3 - 4 and counts["confirmed"] == 2
+
+
+def test_dataset_page_says_while_case_scores_still_follow_a_new_model(expert_client, db):
+    from labelapp.models import Dataset, ModelVersion
+    from tests.labelapp.factories import make_dataset
+
+    dataset = make_dataset(n_cases=10, n_seed=1)
+    version = ModelVersion.objects.create(dataset=dataset, artifact_dir="/nowhere")
+    url = reverse("dataset-detail", args=[dataset.name])
+    Dataset.objects.filter(pk=dataset.pk).update(
+        current_model=version, scores_model=version, scores_synced_rows=4
+    )
+    assert "4 of 10 cases so far" in expert_client.get(url).content.decode()
+    Dataset.objects.filter(pk=dataset.pk).update(scores_synced_rows=10)
+    assert "scores-updating" not in expert_client.get(url).content.decode()

@@ -54,7 +54,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
     positive_weight : float
         Class weight multiplying every P case's sample weight in each fit (a counterweight to P
         being rare); expert-confirmed up-sampling comes on top through ``sample_weight``.
-    n_estimators, learning_rate, num_leaves : int, float, int
+    n_estimators, num_leaves : int
         LightGBM parameters of the final round.
     learning_rate : float or "auto"
         ``"auto"``: 0.1 for fits up to 50,000 rows, 0.03 above

@@ -103,7 +103,8 @@ def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | 
         }
     )
     env.update(extra_env or {})
-    log = open(REPO_ROOT / "var" / f"worker-{queue}.log", "w")  # noqa: SIM115
+    # One log per process: two workers on one queue must not write over each other's file.
+    log = open(REPO_ROOT / "var" / f"worker-{queue}-{uuid.uuid4().hex[:6]}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         worker_command(queue, pool=pool),
         cwd=REPO_ROOT,

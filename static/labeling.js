@@ -19,6 +19,19 @@
     return document.querySelector(".htmx-request:not([data-background-panel])") !== null;
   }
 
+  // An answer key pressed while the case just swapped in is still settling.
+  var deferredKey = null;
+
+  function settling() {
+    var ws = workspace();
+    return ws !== null && ws.classList.contains("htmx-added");
+  }
+
+  function press(key) {
+    var button = document.getElementById(KEYS[key]);
+    if (button && !button.disabled) button.click();
+  }
+
   function focusWorkspace() {
     var ws = workspace();
     if (ws) { ws.focus({ preventScroll: true }); return; }
@@ -40,13 +53,16 @@
     }
     if (event.key === "?") { event.preventDefault(); toggleHelp(); return; }
     if (help() && help().open) return;
-    if (busy()) { event.preventDefault(); return; }
-    var id = KEYS[event.key];
-    if (id) {
-      var button = document.getElementById(id);
-      if (button && !button.disabled) { event.preventDefault(); button.click(); }
+    if (KEYS[event.key]) {
+      event.preventDefault();
+      // The case is on screen but htmx has not settled it yet (~20 ms after a swap its new form
+      // still wears the old one's classes, in-flight marker included, and is not wired): answer
+      // as soon as it has settled, instead of losing the key.
+      if (settling()) { deferredKey = event.key; return; }
+      if (!busy()) press(event.key);
       return;
     }
+    if (busy()) { event.preventDefault(); return; }
     if (event.key === "p" || event.key === "m") {
       var field = document.getElementById(event.key === "p" ? "pattern" : "comment");
       if (field) { event.preventDefault(); field.focus(); }
@@ -68,6 +84,12 @@
     focusWorkspace();
     var ws = workspace();
     if (ws && ws.dataset.caseId) document.title = "Case " + ws.dataset.caseId + " · " + ws.dataset.dataset;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (deferredKey === null || settling() || busy()) return;
+    var key = deferredKey;
+    deferredKey = null;
+    press(key);
   });
   // A refused answer (409) carries its message: show it instead of dropping it.
   document.addEventListener("htmx:beforeSwap", function (event) {

@@ -21,6 +21,8 @@ from learning.neighbors import NeighborIndex, knn_score, neighbor_matrix
 
 #: Column name of the feature in the model's matrix and in the cases a caller scores.
 KNN_FEATURE = "knn_positive_share"
+#: A model folder's kNN feature of every case in row order (models trained with it).
+KNN_FILE = "knn_feature.npy"
 #: Neighbours behind the share (the case page's kNN score uses the same number).
 DEFAULT_N_NEIGHBORS = 10
 #: Recall@10 the HNSW index is tuned to when the data is too large for exact search.

@@ -15,8 +15,9 @@ from labelapp.api.errors import Conflict, Unprocessable, error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import IsAdmin
 from labelapp.models import Dataset, ModelVersion
-from labelapp.services.export import ExportError, bundle_filename, model_version_export_file
+from labelapp.services.export import ExportError, model_version_export_file
 from labelapp.services.model_versions import ModelVersionError, model_version_promote
+from labelapp.views.model_export import bundle_download
 
 
 class ModelVersionOutputSerializer(serializers.ModelSerializer):
@@ -126,11 +127,4 @@ def bundle_response(version: ModelVersion, *, actor, via: str) -> FileResponse:
         handle, size = model_version_export_file(model_version=version, actor=actor, via=via)
     except ExportError as exc:
         raise Unprocessable(str(exc)) from exc
-    response = FileResponse(
-        handle,
-        as_attachment=True,
-        filename=bundle_filename(version),
-        content_type="application/zip",
-    )
-    response["Content-Length"] = str(size)
-    return response
+    return bundle_download(version, handle, size)

@@ -347,7 +347,7 @@ def _embeddings(artifact_dir: str) -> np.ndarray:
 @lru_cache(maxsize=4)
 def _knn_feature(artifact_dir: str) -> np.ndarray:
     """Every case's kNN feature as the model was trained with it, memory-mapped."""
-    from labelapp.services.model_versions import KNN_FILE
+    from learning.knn_feature import KNN_FILE
 
     return np.load(Path(artifact_dir) / KNN_FILE, mmap_mode="r")
 

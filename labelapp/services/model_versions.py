@@ -35,8 +35,6 @@ SCORE_WRITE_CHUNK = 50_000  # rows of Case.score per transaction (``LOOP_SCORE_W
 # Every event that moves Dataset.current_model records {"from_version", "to_version"}.
 CURRENT_FLIP_VERBS = ("model.current", "model.promote", "model.rollback")
 ARTIFACT_FILES = ("model.txt", "feature_spec.json", "params.json", "metrics.json", "scores.npy")
-#: The kNN feature of every case in row order (models trained with ``knn_feature`` on).
-KNN_FILE = "knn_feature.npy"
 
 
 class ModelVersionError(Exception):

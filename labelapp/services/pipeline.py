@@ -50,7 +50,6 @@ from labelapp.services.iterations import (
     iteration_log_append,
 )
 from labelapp.services.model_versions import (
-    KNN_FILE,
     artifacts_publish,
     case_scores_sync,
     json_write,
@@ -60,7 +59,7 @@ from labelapp.services.model_versions import (
 )
 from learning.features import load_dataset
 from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
-from learning.knn_feature import KNN_FEATURE
+from learning.knn_feature import KNN_FEATURE, KNN_FILE
 
 SCORE_CHUNK_ROWS = 250_000
 PROGRESS_MIN_INTERVAL_S = 0.5

@@ -22,6 +22,11 @@ def model_download_view(request: HttpRequest, pk: int) -> HttpResponse:
     except ExportError as exc:
         messages.error(request, f"Cannot export this model: {exc}")
         return redirect("model-detail", pk=pk)
+    return bundle_download(version, handle, size)
+
+
+def bundle_download(version: ModelVersion, handle, size: int) -> FileResponse:
+    """The export bundle as a zip download (the page's and the API's)."""
     response = FileResponse(
         handle,
         as_attachment=True,

@@ -8,6 +8,8 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 PRECISION_LEVELS = (0.5, 0.8, 0.9)
 # Top-score percentile bands of the seed's figure 3: (name, lower percentile, upper percentile).
 BANDS = (("99-100", 99, 100), ("95-99", 95, 99), ("90-95", 90, 95), ("85-90", 85, 90))
+# Cumulative views of the same ranking: precision among the top 1%, 5%, 10% and 15%.
+TOP_PERCENTS = (1, 5, 10, 15)
 
 
 def recall_at_precision(y_true: np.ndarray, scores: np.ndarray, precision: float) -> float:
@@ -53,14 +55,37 @@ def band_precision(
     return out
 
 
+def precision_at_top(
+    y_true: np.ndarray, scores: np.ndarray, percents: tuple[int, ...] = TOP_PERCENTS
+) -> dict[str, float]:
+    """Precision among the top-scored ``p`` percent of the cases, for each ``p``.
+
+    The cumulative counterpart of :func:`band_precision` (same ranking, same tie order): a
+    band's precision is the slope of this curve between two percentiles.
+
+    Returns
+    -------
+    dict of str to float
+        Keys ``"1"``, ``"5"``, ``"10"``, ``"15"`` by default.
+    """
+    y_true = np.asarray(y_true)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    out = {}
+    for p in percents:
+        stop = int(round(len(order) * p / 100))
+        out[f"{p:g}"] = float(y_true[order[:stop]].mean()) if stop else float("nan")
+    return out
+
+
 def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict:
     """All metrics of the benchmark report for one score vector.
 
     Returns
     -------
     dict
-        ``pr_auc``, ``roc_auc``, ``recall_at_precision`` (keys "0.5", "0.8", "0.9") and
-        ``band_precision`` (keys "99-100", "95-99", "90-95", "85-90").
+        ``pr_auc``, ``roc_auc``, ``recall_at_precision`` (keys "0.5", "0.8", "0.9"),
+        ``band_precision`` (keys "99-100", "95-99", "90-95", "85-90") and ``precision_at_top``
+        (keys "1", "5", "10", "15").
     """
     y_true = np.asarray(y_true)
     scores = np.asarray(scores, dtype=np.float64)
@@ -71,4 +96,5 @@ def ranking_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict:
             f"{p:g}": recall_at_precision(y_true, scores, p) for p in PRECISION_LEVELS
         },
         "band_precision": band_precision(y_true, scores),
+        "precision_at_top": precision_at_top(y_true, scores),
     }

@@ -67,7 +67,8 @@ def test_benchmark_report(tmp_path):
             "--expert-recall",
             "1.0",
             "--methods",
-            "active_pu,top_score_batches,random_batches,naive_pu,isolation_forest,oracle",
+            "active_pu,top_score_batches,random_batches,naive_pu,isolation_forest,oracle,"
+            "oracle_all_features",
         ]
     )
     on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -78,6 +79,8 @@ def test_benchmark_report(tmp_path):
     m = on_disk["methods"]["active_pu"]
     assert set(m["recall_at_precision"]) == {"0.5", "0.8", "0.9"}
     assert set(m["band_precision"]) == {"99-100", "95-99", "90-95", "85-90"}
+    assert set(m["band_precision_unknown"]) == set(m["band_precision"])
+    assert set(m["precision_at_top"]) == {"1", "5", "10", "15"}
     assert m["labels_used"] == 60
     # A perfect-recall, no-false-positive expert confirms exactly the true positives shown.
     assert m["positives_found"] == m["confirmed"] > 0
@@ -89,7 +92,9 @@ def test_benchmark_report(tmp_path):
     assert found["top_score_batches"] > found["random_batches"]
     for png in ("positives_found.png", "precision_recall.png", "band_precision.png"):
         assert (tmp_path / "out" / png).stat().st_size > 1000
-    assert "| active_pu |" in (tmp_path / "out" / "report.md").read_text()
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| active_pu |" in md and "| oracle_all_features |" in md
+    assert "Cumulative precision" in md
     # Parts run in parallel merge back into one report, in the method order.
     merged = main(["merge", str(tmp_path / "out"), "--out", str(tmp_path / "merged")])
     assert list(merged["methods"])[:3] == ["active_pu", "random_batches", "naive_pu"]

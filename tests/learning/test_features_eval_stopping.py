@@ -5,7 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learning.evaluation import band_precision, ranking_metrics, recall_at_precision
+from learning.evaluation import (
+    band_precision,
+    precision_at_top,
+    ranking_metrics,
+    recall_at_precision,
+)
 from learning.features import label_derived_features, load_dataset
 from learning.stopping import stopping_signals, top_k_overlap
 
@@ -91,12 +96,28 @@ def test_ranking_metrics():
     y = np.array([1, 1, 0, 0, 1, 0, 0, 0, 0, 0] * 20)
     scores = np.linspace(1, 0, len(y))
     m = ranking_metrics(y, scores)
-    assert set(m) == {"pr_auc", "roc_auc", "recall_at_precision", "band_precision"}
+    assert set(m) == {
+        "pr_auc",
+        "roc_auc",
+        "recall_at_precision",
+        "band_precision",
+        "precision_at_top",
+    }
     assert set(m["recall_at_precision"]) == {"0.5", "0.8", "0.9"}
     assert set(m["band_precision"]) == {"99-100", "95-99", "90-95", "85-90"}
     assert recall_at_precision(y, scores, 0.9) == pytest.approx(2 / 60)  # top 2 only
     perfect = band_precision(np.r_[np.ones(10), np.zeros(990)], np.arange(1000)[::-1])
     assert perfect == {"99-100": 1.0, "95-99": 0.0, "90-95": 0.0, "85-90": 0.0}
+
+
+def test_precision_at_top_is_the_cumulative_view_of_the_bands():
+    rng = np.random.RandomState(0)
+    y, scores = (rng.rand(2000) < 0.1).astype(int), rng.rand(2000)
+    top, bands = precision_at_top(y, scores), band_precision(y, scores)
+    assert set(top) == {"1", "5", "10", "15"}
+    # Top 5% = top 1% (20 cases) + band 95-99 (80 cases).
+    assert top["5"] == pytest.approx((20 * bands["99-100"] + 80 * bands["95-99"]) / 100)
+    assert top["1"] == pytest.approx(bands["99-100"])
 
 
 def test_stopping_signals():

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from labelapp.models import Label, PoolState
 from tests.labelapp.conftest import PASSWORD, REPO_ROOT
@@ -50,6 +51,10 @@ def browser():
             yield chromium
         finally:
             chromium.close()
+            # While that loop runs, asgiref scopes Django's connections to the loop's context,
+            # so the ORM calls of the test body opened connections of their own; close them
+            # here, or one outlives the session and the test database cannot be dropped.
+            connections.close_all()
 
 
 def log_in(page, base_url: str, username: str, next_url: str) -> None:

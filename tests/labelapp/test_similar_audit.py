@@ -3,6 +3,8 @@ panel, "more like this", flags with reasons, and a second look stored beside the
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from django.urls import reverse
@@ -66,6 +68,45 @@ def test_similar_panel_lists_the_truly_nearest_positives_and_not_confirmed(vecto
     assert panel.knn_score >= 0.3
     far = similar_cases(Case.objects.get(dataset=dataset, row=1800), k=3)
     assert far.knn_score <= 0.1
+
+
+def test_a_child_version_on_the_same_space_reuses_its_parents_index(vector_data, tmp_path):
+    dataset, first, X = vector_data
+    built = neighbor_index_build(model_version=first)
+    assert built["reused_from"] is None
+
+    def child(name: str, parent: ModelVersion, embeddings: np.ndarray | None = None):
+        folder = tmp_path / "artifacts" / "models" / name
+        folder.mkdir(parents=True)
+        if embeddings is not None:
+            np.save(folder / "embeddings.npy", embeddings)
+            (folder / "inputs.json").write_text(
+                json.dumps({"embeddings": str(folder / "embeddings.npy")})
+            )
+        return ModelVersion.objects.create(dataset=dataset, artifact_dir=str(folder), parent=parent)
+
+    # Same data, no embeddings: the parent's files are linked, not built again.
+    second = child("v2", first)
+    reused = neighbor_index_build(model_version=second)
+    assert reused["reused_from"] == first.pk
+    assert reused["matrix_sha256"] == built["matrix_sha256"]
+    for f in (neighbor_dir(first)).iterdir():
+        if f.name != "space.json":
+            assert (neighbor_dir(second) / f.name).stat().st_ino == f.stat().st_ino
+    dataset.current_model = second
+    dataset.save(update_fields=["current_model"])
+    case = Case.objects.get(dataset=dataset, row=100)
+    M, _ = neighbor_matrix(None, X)
+    positives = np.array(SEEDS + PLANTED + CONFIRMED)
+    nearest = positives[np.argsort(np.linalg.norm(M[positives] - M[100], axis=1))[:3]]
+    assert [s.case.row for s in similar_cases(case, k=3).confirmed] == nearest.tolist()
+
+    # New embeddings make a new space: built from scratch.
+    emb = np.random.default_rng(1).normal(size=(len(X), 8)).astype(np.float32)
+    third = child("v3", second, embeddings=emb)
+    rebuilt = neighbor_index_build(model_version=third)
+    assert rebuilt["reused_from"] is None and rebuilt["embedding_dim"] == 8
+    assert rebuilt["matrix_sha256"] != built["matrix_sha256"]
 
 
 def test_similar_fragment_permissions_and_content(vector_data, expert_client, outsider_client):

@@ -330,28 +330,10 @@ def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
         )
     elif name == "oracle":
         # The oracle: the same GBRT on every true pool label, hand features only.
-        booster = fit_gbrt(
-            h.hand[pool_idx],
-            h.y[pool_idx],
-            n_estimators=st.n_estimators,
-            learning_rate=st.learning_rate,
-            min_child_samples=st.min_child_samples,
-            n_jobs=st.n_jobs,
-            seed=st.seed,
-        )
-        scores_test = booster.predict(h.hand[test_idx])
+        scores_test = _naive_scorer(h, h.hand[pool_idx], h.y[pool_idx], None, h.hand[test_idx])
     elif name == "oracle_all_features":
         X_all, _ = h.features(h.pool_seed | (h.y[pool_idx] == 1), entity=True, embeddings=True)
-        booster = fit_gbrt(
-            X_all[pool_idx],
-            h.y[pool_idx],
-            n_estimators=st.n_estimators,
-            learning_rate=st.learning_rate,
-            min_child_samples=st.min_child_samples,
-            n_jobs=st.n_jobs,
-            seed=st.seed,
-        )
-        scores_test = booster.predict(X_all[test_idx])
+        scores_test = _naive_scorer(h, X_all[pool_idx], h.y[pool_idx], None, X_all[test_idx])
     else:
         hand_only = name == "naive_pu_hand_features"
         X_all, _ = h.features(

@@ -7,16 +7,20 @@ scaling, whether embeddings are in). Rows of the index are the dataset's case ro
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -49,27 +53,13 @@ def neighbor_index_build(*, model_version: ModelVersion, n_jobs: int = 1) -> dic
 
     An iteration that kept its parent's embeddings and data has the very same space: the
     parent's index files are then linked (or copied) instead of built again (about 4 minutes
-    for 1.17M cases), and ``space["reused_from"]`` names the parent version.
+    for 1.17M cases), and ``space["reused_from"]`` names the parent version. Builds of one
+    dataset take turns (:func:`neighbor_build_lock`), so a child whose parent's index is still
+    being built waits for it and then links it rather than building the same index beside it.
     """
     started = time.perf_counter()
     hand, names, embeddings = neighbor_inputs(model_version)
     matrix, scaling = neighbor_matrix(embeddings, hand)
-    fingerprint = matrix_fingerprint(matrix)
-    final = neighbor_dir(model_version)
-    tmp = final.with_name(final.name + f".tmp-{time.time_ns()}")
-    parent = _same_space_parent(model_version, fingerprint)
-    if parent is not None:
-        parent_space = _link_index_files(neighbor_dir(parent), tmp)
-        method, ef_search, tuning = (
-            parent_space["method"],
-            parent_space["ef_search"],
-            parent_space["tuning"],
-        )
-    else:
-        index = NeighborIndex(method="auto", target_recall=TARGET_RECALL, n_jobs=n_jobs)
-        index.fit(matrix)
-        index.save(tmp)
-        method, ef_search, tuning = index.method_, index.ef_search_, index.tuning_
     emb_dim = 0 if embeddings is None else int(embeddings.shape[1])
     space = {
         "hand_features": names,
@@ -77,23 +67,11 @@ def neighbor_index_build(*, model_version: ModelVersion, n_jobs: int = 1) -> dic
         "hand_factor": 1.0 / float(np.sqrt(max(len(names), 1))),
         "scaling": scaling.to_json() if scaling is not None else None,
         "embedding_dim": emb_dim,
-        "method": method,
-        "ef_search": ef_search,
-        "tuning": tuning,
         "n_cases": int(len(matrix)),
-        "matrix_sha256": fingerprint,
-        "reused_from": None if parent is None else parent.pk,
-        "build_seconds": time.perf_counter() - started,
+        "matrix_sha256": matrix_fingerprint(matrix),
     }
-    (tmp / SPACE_FILE).write_text(json.dumps(space, indent=2))
-    if final.exists():
-        old = final.with_name(final.name + f".old-{time.time_ns()}")
-        final.rename(old)
-        tmp.rename(final)
-        _remove_tree(old)
-    else:
-        tmp.rename(final)
-    load_neighbor_index.cache_clear()
+    with neighbor_build_lock(model_version.dataset_id):
+        _index_write(model_version, matrix, space, started=started, n_jobs=n_jobs)
     audit_event_create(
         actor=None,
         verb="neighbors.build",
@@ -106,6 +84,58 @@ def neighbor_index_build(*, model_version: ModelVersion, n_jobs: int = 1) -> dic
         via="worker",
     )
     return space
+
+
+@contextmanager
+def neighbor_build_lock(dataset_id: int) -> Iterator[None]:
+    """Hold the exclusive lock on building neighbour indexes of one dataset.
+
+    An ``flock`` on a file under ``ARTIFACTS_DIR/locks`` (which the workers share): the kernel
+    releases it when its holder exits, so a killed worker never leaves it taken.
+    """
+    folder = Path(settings.ARTIFACTS_DIR) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"neighbors-dataset-{dataset_id}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _index_write(
+    model_version: ModelVersion,
+    matrix: np.ndarray,
+    space: dict[str, Any],
+    *,
+    started: float,
+    n_jobs: int,
+) -> None:
+    """Link the parent's index or build one, and publish it with ``space`` (completed here with
+    ``method``, ``ef_search``, ``tuning``, ``reused_from`` and ``build_seconds``, counted from
+    ``started``); the caller holds the dataset's build lock."""
+    final = neighbor_dir(model_version)
+    tmp = final.with_name(final.name + f".tmp-{time.time_ns()}")
+    parent = _same_space_parent(model_version, space["matrix_sha256"])
+    if parent is not None:
+        parent_space = _link_index_files(neighbor_dir(parent), tmp)
+        space.update({k: parent_space[k] for k in ("method", "ef_search", "tuning")})
+    else:
+        index = NeighborIndex(method="auto", target_recall=TARGET_RECALL, n_jobs=n_jobs)
+        index.fit(matrix)
+        index.save(tmp)
+        space.update(method=index.method_, ef_search=index.ef_search_, tuning=index.tuning_)
+    space["reused_from"] = None if parent is None else parent.pk
+    space["build_seconds"] = time.perf_counter() - started
+    (tmp / SPACE_FILE).write_text(json.dumps(space, indent=2))
+    if final.exists():
+        old = final.with_name(final.name + f".old-{time.time_ns()}")
+        final.rename(old)
+        tmp.rename(final)
+        _remove_tree(old)
+    else:
+        tmp.rename(final)
+    load_neighbor_index.cache_clear()
 
 
 def matrix_fingerprint(matrix: np.ndarray) -> str:

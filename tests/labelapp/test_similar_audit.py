@@ -4,16 +4,22 @@ panel, "more like this", flags with reasons, and a second look stored beside the
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
+from django.db import connections
 from django.urls import reverse
 
 from labelapp.models import BatchItem, Case, Label, ModelVersion, NoiseFlag, PoolState
 from labelapp.selectors.similar import neighbor_dir, similar_cases
 from labelapp.services.audit_noise import noise_audit_run
 from labelapp.services.labels import label_create
-from labelapp.services.similar import batch_more_like_this, neighbor_index_build
+from labelapp.services.similar import (
+    batch_more_like_this,
+    neighbor_build_lock,
+    neighbor_index_build,
+)
 from learning.neighbors import neighbor_matrix
 from tests.labelapp.conftest import wait_for
 from tests.labelapp.factories import make_batch, make_vector_dataset
@@ -107,6 +113,36 @@ def test_a_child_version_on_the_same_space_reuses_its_parents_index(vector_data,
     rebuilt = neighbor_index_build(model_version=third)
     assert rebuilt["reused_from"] is None and rebuilt["embedding_dim"] == 8
     assert rebuilt["matrix_sha256"] != built["matrix_sha256"]
+
+
+def test_a_child_waits_for_its_parents_index_in_progress_then_links_it(
+    transactional_db, vector_data, tmp_path
+):
+    """With two workers the next iteration can end while its parent's index is still being
+    built: the child's build waits for the dataset's build lock instead of building it again."""
+    dataset, first, _ = vector_data
+    neighbor_index_build(model_version=first)
+    folder = tmp_path / "artifacts" / "models" / "v2"
+    folder.mkdir(parents=True)
+    second = ModelVersion.objects.create(dataset=dataset, artifact_dir=str(folder), parent=first)
+    parked = neighbor_dir(first).with_name("parked")
+    neighbor_dir(first).rename(parked)  # the parent's index is not published yet
+    got: dict = {}
+
+    def build_child() -> None:
+        try:
+            got["space"] = neighbor_index_build(model_version=second)
+        finally:
+            connections.close_all()
+
+    with neighbor_build_lock(dataset.pk):  # held by the parent's (unfinished) build
+        child = threading.Thread(target=build_child)
+        child.start()
+        child.join(timeout=1.0)
+        assert child.is_alive(), "the child's build did not wait for the lock"
+        parked.rename(neighbor_dir(first))  # the parent's build publishes its index
+    child.join(timeout=60)
+    assert got["space"]["reused_from"] == first.pk
 
 
 def test_similar_fragment_permissions_and_content(vector_data, expert_client, outsider_client):

@@ -139,7 +139,7 @@ def _index_write(
 
 
 def matrix_fingerprint(matrix: np.ndarray) -> str:
-    """SHA-256 of a neighbour space's shape, dtype and values (about 1 s per 400 MB)."""
+    """SHA-256 of a neighbour space's shape, dtype and values (0.2 s for 1.17M x 77 float32)."""
     digest = hashlib.sha256(f"{matrix.shape}|{matrix.dtype}".encode())
     digest.update(np.ascontiguousarray(matrix).data)
     return digest.hexdigest()

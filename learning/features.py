@@ -84,6 +84,16 @@ class Dataset:
                 out[c] = self.cases[c].to_numpy(dtype=np.int32)
         return pd.DataFrame(out, index=self.cases.index)
 
+    def raw_cases(self) -> pd.DataFrame:
+        """The cases with every encoded column decoded back to its values (missing: None)."""
+        raw = self.cases.copy()
+        for col, categories in self.categories.items():
+            codes = raw[col].to_numpy()
+            values = np.asarray(categories, dtype=object)[np.maximum(codes, 0)]
+            values[codes < 0] = None
+            raw[col] = values
+        return raw
+
     def low_cardinality_categoricals(self, max_levels: int = MAX_CATEGORICAL_LEVELS) -> list[str]:
         ids = set(self.identifier_columns(max_levels))
         return [c for c in self.categorical_columns if c not in ids]
@@ -127,6 +137,22 @@ def load_dataset(path: str | Path) -> Dataset:
         raise FileNotFoundError(f"no cases.parquet or cases.csv in {folder}")
     schema_path = folder / "schema.json"
     schema = json.loads(schema_path.read_text()) if schema_path.exists() else _infer_schema(cases)
+    events_path = next(
+        (folder / f"events{s}" for s in (".parquet", ".csv") if (folder / f"events{s}").exists()),
+        None,
+    )
+    return dataset_from_frame(folder.name, cases, schema, events_path=events_path)
+
+
+def dataset_from_frame(
+    name: str, cases: pd.DataFrame, schema: dict, *, events_path: Path | None = None
+) -> Dataset:
+    """A :class:`Dataset` from raw cases (categorical values, not codes) and their schema.
+
+    The same as :func:`load_dataset` on a folder holding ``cases`` and ``schema``: categories
+    are those of these cases, so a subset (the benchmark's pool) is encoded as the app encodes
+    that subset once imported.
+    """
     case_schema = schema.get("cases", {})
     numeric = [c for c in case_schema.get("numeric", []) if c in cases.columns]
     categorical = [c for c in case_schema.get("categorical", []) if c in cases.columns]
@@ -145,12 +171,8 @@ def load_dataset(path: str | Path) -> Dataset:
         ts = cases["ts"].to_numpy(dtype="datetime64[ns]")
     labels = cases["label"].to_numpy(dtype=np.int8) if "label" in cases.columns else None
     seeds = cases["seed_positive"].to_numpy().astype(bool) if "seed_positive" in cases else None
-    events_path = next(
-        (folder / f"events{s}" for s in (".parquet", ".csv") if (folder / f"events{s}").exists()),
-        None,
-    )
     return Dataset(
-        name=folder.name,
+        name=name,
         cases=cases,
         numeric_columns=numeric,
         categorical_columns=categorical,

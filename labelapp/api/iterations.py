@@ -85,7 +85,9 @@ def _params_serializer() -> type[serializers.Serializer]:
     fields = {}
     for spec in PARAM_SPECS:
         if spec.kind is bool:
-            fields[spec.name] = serializers.BooleanField(required=False, help_text=spec.help)
+            fields[spec.name] = serializers.BooleanField(
+                required=False, help_text=f"{spec.help} Default {spec.default}."
+            )
         else:
             fields[spec.name] = kinds[spec.kind](
                 required=False,

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from labelapp.models import Iteration
 from labelapp.services.chunks import CLAIM_STALE_S, chunk_claim, claim_is_stale
+from labelapp.services.dispatch import ITERATION_EMBED_CHUNKS, task_send
 from labelapp.services.iterations import iteration_log_append
 
 WAIT_POLL_S = 0.2
@@ -49,8 +50,6 @@ def embeddings_compute(
     log: Callable[[str], None],
 ) -> np.ndarray:
     """Every case's embedding (read-only memmap), with helper tasks sharing the chunks."""
-    from labelapp.tasks.iterations import iteration_embed_chunks
-
     job = _job(encoder, snapshot, out_path)
     total = len(job.keys)
     if job.prepare(resume=True):
@@ -60,7 +59,7 @@ def embeddings_compute(
     claims.mkdir(parents=True, exist_ok=True)
     helpers = min(embed_helpers(), total - 1)
     for _ in range(helpers):
-        iteration_embed_chunks.delay(iteration_id, str(encoder), str(snapshot), str(out_path))
+        task_send(ITERATION_EMBED_CHUNKS, iteration_id, str(encoder), str(snapshot), str(out_path))
 
     def report(done: int, n: int, info: dict | None = None) -> None:
         progress(len(job.done_keys()), total)

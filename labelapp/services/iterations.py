@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import traceback
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -22,6 +21,8 @@ from django.utils import timezone
 
 from labelapp.models import Dataset, Iteration
 from labelapp.services.audit import audit_event_create
+from labelapp.services.dispatch import ITERATION_RUN, task_send
+from learning.loop import LoopParams, LoopParamsError, ParamInfo
 
 
 class IterationAlreadyActive(Exception):
@@ -44,97 +45,10 @@ class IterationParamsError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One launch parameter: its type, default, bounds and help text (form, command, service)."""
-
-    name: str
-    kind: type
-    default: Any
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-
-
-PARAM_SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("batch_size", int, 50, "Cases in the experts' batch.", 1, 5000),
-    ParamSpec("n_clusters", int, 5, "K-Means clusters the batch is spread over.", 1, 200),
-    ParamSpec(
-        "pool_size",
-        int,
-        500,
-        "Most uncertain candidates clustered (M, at least the batch).",
-        1,
-        1_000_000,
-    ),
-    ParamSpec(
-        "top_score_share",
-        float,
-        0.3,
-        "Share of the batch taken as the highest scores (the rest is uncertain and diverse).",
-        0.0,
-        1.0,
-    ),
-    ParamSpec("spy_fraction", float, 0.15, "Share of P hidden in U as spies.", 0.01, 0.5),
-    ParamSpec(
-        "spy_quantile",
-        float,
-        0.1,
-        "U below this quantile of the spies' scores is negative.",
-        0.001,
-        0.5,
-    ),
-    ParamSpec("em_rounds", int, 2, "EM rounds in each of the two steps.", 1, 10),
-    ParamSpec(
-        "confirmed_weight",
-        float,
-        5.0,
-        "Up-sampling weight of expert-confirmed positives.",
-        1.0,
-        100.0,
-    ),
-    ParamSpec("n_estimators", int, 100, "Trees of the final LightGBM model.", 5, 5000),
-    ParamSpec(
-        "max_unlabeled",
-        int,
-        200_000,
-        "Train each EM round on at most this many U cases.",
-        1000,
-        10_000_000,
-    ),
-    ParamSpec(
-        "label_derived", bool, True, "Label-derived entity features (known positives per id)."
-    ),
-    ParamSpec(
-        "entity_deviation",
-        bool,
-        True,
-        "Entity-deviation features (each value against the entity's own earlier mean).",
-    ),
-    ParamSpec(
-        "use_embeddings",
-        bool,
-        True,
-        "Behavior-sequence embeddings as features (datasets with events only).",
-    ),
-    ParamSpec(
-        "knn_feature",
-        bool,
-        False,
-        "kNN score as a feature: share of known positives among each case's 10 nearest "
-        "neighbours (in the embeddings, else in scaled numeric columns). Exported bundles then "
-        "need the knn_positive_share column supplied with the cases.",
-    ),
-    ParamSpec(
-        "encoder_minutes",
-        float,
-        5.0,
-        "Pretraining budget when no encoder exists yet.",
-        0.05,
-        240.0,
-    ),
-    ParamSpec("random_state", int, 0, "Seed of spies, sampling and clustering.", 0, 2**31 - 1),
-)
+# The loop's parameters have one home, learning.loop.LoopParams: the launch form, the API
+# serializer, run_iteration's flags and the exported params.json are generated from it.
+ParamSpec = ParamInfo
+PARAM_SPECS: tuple[ParamInfo, ...] = LoopParams.describe()
 PARAMS_BY_NAME = {spec.name: spec for spec in PARAM_SPECS}
 
 HEARTBEAT_INTERVAL_S = float(getattr(settings, "ITERATION_HEARTBEAT_INTERVAL_S", 2.0))
@@ -142,65 +56,29 @@ HEARTBEAT_STALE_S = float(getattr(settings, "ITERATION_HEARTBEAT_STALE_S", 30.0)
 
 
 def default_params(dataset: Dataset | None = None) -> dict[str, Any]:
-    params = {spec.name: spec.default for spec in PARAM_SPECS}
-    if dataset is not None and not dataset.n_events:
-        params["use_embeddings"] = False
-    return params
-
-
-def _coerce(spec: ParamSpec, value: Any) -> Any:
-    if spec.kind is bool:
-        if isinstance(value, str):
-            lowered = value.strip().lower()
-            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
-                raise ValueError("expected true or false")
-            return lowered in {"1", "true", "yes", "on"}
-        return bool(value)
-    if spec.kind is int:
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError("expected a whole number")
-        return int(value)
-    return float(value)
+    """The loop's defaults (:class:`learning.loop.LoopParams`), as a launch starts from."""
+    return LoopParams.defaults()
 
 
 def iteration_params_clean(raw: dict[str, Any], *, dataset: Dataset | None = None) -> dict:
-    """Defaults filled in, types coerced, bounds and cross-field rules checked.
+    """Defaults filled in, types coerced, bounds and cross-field rules checked
+    (:meth:`learning.loop.LoopParams.from_mapping`), then what the dataset allows.
 
     Raises
     ------
     IterationParamsError
         With one message per bad parameter.
     """
-    unknown = sorted(set(raw) - set(PARAMS_BY_NAME))
-    errors: dict[str, str] = {name: "unknown parameter" for name in unknown}
-    params = default_params(dataset)
-    for name, value in raw.items():
-        spec = PARAMS_BY_NAME.get(name)
-        if spec is None or value is None or value == "":
-            continue
-        try:
-            value = _coerce(spec, value)
-        except (TypeError, ValueError) as exc:
-            errors[name] = (
-                str(exc) if "expected" in str(exc) else f"not a valid {spec.kind.__name__}"
-            )
-            continue
-        if spec.minimum is not None and value < spec.minimum:
-            errors[name] = f"must be at least {spec.minimum:g}"
-        elif spec.maximum is not None and value > spec.maximum:
-            errors[name] = f"must be at most {spec.maximum:g}"
-        else:
-            params[name] = value
-    if not errors:
-        if params["n_clusters"] > params["batch_size"]:
-            errors["n_clusters"] = "cannot exceed the batch size"
-        if params["pool_size"] < params["batch_size"]:
-            errors["pool_size"] = "must be at least the batch size"
-        if params["use_embeddings"] and dataset is not None and not dataset.n_events:
-            errors["use_embeddings"] = "this dataset has no events to embed"
-        if params["knn_feature"] and dataset is not None:
-            if problem := _knn_feature_problem(dataset, use_embeddings=params["use_embeddings"]):
-                errors["knn_feature"] = problem
+    try:
+        params = LoopParams.from_mapping(raw).to_dict()
+    except LoopParamsError as exc:
+        raise IterationParamsError(exc.errors) from exc
+    errors: dict[str, str] = {}
+    if params["use_embeddings"] and dataset is not None and not dataset.n_events:
+        errors["use_embeddings"] = "this dataset has no events to embed"
+    if params["knn_feature"] and dataset is not None:
+        if problem := _knn_feature_problem(dataset, use_embeddings=params["use_embeddings"]):
+            errors["knn_feature"] = problem
     if errors:
         raise IterationParamsError(errors)
     return params
@@ -274,9 +152,7 @@ def iteration_launch(
 
 
 def _enqueue(iteration_id: int, task_id: str) -> None:
-    from labelapp.tasks.iterations import iteration_run
-
-    iteration_run.apply_async(args=[iteration_id], task_id=task_id)
+    task_send(ITERATION_RUN, iteration_id, task_id=task_id)
 
 
 def iteration_retry(*, iteration: Iteration, user: Any = None, via: str = "page") -> Iteration:

@@ -40,6 +40,7 @@ from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVer
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
 from labelapp.services.chunks import chunk_claim, claim_is_stale
+from labelapp.services.dispatch import ITERATION_SCORE_CHUNK, NEIGHBOR_INDEX_BUILD, task_send
 from labelapp.services.embedding import embeddings_compute
 from labelapp.services.iterations import (
     HEARTBEAT_INTERVAL_S,
@@ -60,6 +61,7 @@ from labelapp.services.model_versions import (
 from learning.features import load_dataset
 from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
 from learning.knn_feature import KNN_FEATURE, KNN_FILE
+from learning.loop import ActiveLoop, LoopParams
 
 SCORE_CHUNK_ROWS = 250_000
 PROGRESS_MIN_INTERVAL_S = 0.5
@@ -154,7 +156,7 @@ class Run:
 
     iteration: Iteration
     dataset: Dataset
-    params: dict[str, Any]
+    loop: ActiveLoop
     reporter: Reporter
     snapshot: Path
     staging: Path | None = None
@@ -189,14 +191,17 @@ def iteration_execute(*, iteration_id: int) -> dict[str, Any]:
     iteration = Iteration.objects.select_related("dataset").get(pk=iteration_id)
     reporter = Reporter(iteration_id)
     reporter.start()
-    run = Run(
-        iteration=iteration,
-        dataset=iteration.dataset,
-        params=dict(iteration.params),
-        reporter=reporter,
-        snapshot=snapshot_dir_for(iteration.dataset),
-    )
     try:
+        run = Run(
+            iteration=iteration,
+            dataset=iteration.dataset,
+            loop=ActiveLoop(
+                LoopParams.from_mapping(dict(iteration.params)),
+                n_jobs=int(getattr(settings, "LOOP_THREADS", 0)) or None,
+            ),
+            reporter=reporter,
+            snapshot=snapshot_dir_for(iteration.dataset),
+        )
         for stage in (
             stage_load,
             stage_embed,
@@ -209,11 +214,11 @@ def iteration_execute(*, iteration_id: int) -> dict[str, Any]:
             stage(run)
         return {"iteration": iteration_id, "status": "done"}
     except IterationCancelled:
-        _discard(run)
+        _discard(iteration)
         return {"iteration": iteration_id, "status": "cancelled"}
     except Exception as exc:  # a stage that raises fails the iteration, never the worker
         iteration_fail(iteration_id=iteration_id, error=f"{type(exc).__name__}: {exc}", exc=exc)
-        _discard(run)
+        _discard(iteration)
         return {"iteration": iteration_id, "status": "failed", "error": str(exc)}
     finally:
         reporter.stop()
@@ -231,8 +236,8 @@ def _lower_priority() -> None:
         _niced = True
 
 
-def _discard(run: Run) -> None:
-    staging_dirs_remove(run.dataset, run.iteration.pk)
+def _discard(iteration: Iteration) -> None:
+    staging_dirs_remove(iteration.dataset, iteration.pk)
 
 
 def _not_claimed(iteration_id: int) -> dict[str, Any]:
@@ -315,7 +320,7 @@ def _events_file(snapshot: Path) -> Path | None:
 
 
 def stage_embed(run: Run) -> None:
-    if not run.params.get("use_embeddings") or _events_file(run.snapshot) is None:
+    if not run.loop.params.use_embeddings or _events_file(run.snapshot) is None:
         run.reporter.log("embeddings: off")
         return
     import torch
@@ -336,7 +341,7 @@ def stage_embed(run: Run) -> None:
         rep.progress(done, total)
 
     if not encoder.exists():
-        minutes = float(run.params.get("encoder_minutes", 5.0))
+        minutes = run.loop.params.encoder_minutes
         rep.stage("pretrain", note=f"no encoder for this data yet: pretraining for {minutes:g} min")
         tmp = folder / f".encoder-{key}-{os.getpid()}.pt"
         encoders_api.pretrain_for_dataset(run.snapshot, tmp, minutes=minutes, progress=progress)
@@ -367,18 +372,12 @@ def stage_features(run: Run) -> None:
     dataset = load_dataset(run.snapshot)
     emb_dim = 0 if run.embeddings is None else int(run.embeddings.shape[1])
     max_len = (run.metrics.get("encoder") or {}).get("max_len")
-    run.spec = FeatureSpec.from_dataset(
-        dataset,
-        label_derived=bool(run.params.get("label_derived", True)),
-        entity_deviation=bool(run.params.get("entity_deviation", True)),
-        embedding_dim=emb_dim,
-        sequence_length=max_len,
-    )
+    run.spec = run.loop.feature_spec(dataset, embedding_dim=emb_dim, sequence_length=max_len)
     del dataset
-    if run.params.get("knn_feature"):
+    if run.loop.params.knn_feature:
         _knn_feature(run)
-    positives = run.cases.loc[positive_mask(run.states), run.spec.positive_columns]
-    run.X = build_matrix(run.spec, run.cases, positives=positives, embeddings=run.embeddings)
+    positives = run.loop.positives_frame(run.spec, run.cases, positive_mask(run.states))
+    run.X = run.loop.matrix(run.spec, run.cases, positives, embeddings=run.embeddings)
     staging = run.staging
     positives.reset_index(drop=True).to_parquet(staging / "positives.parquet", index=False)
     run.spec.save(staging / "feature_spec.json")
@@ -426,7 +425,7 @@ def _knn_feature(run: Run) -> None:
         hand = hand.to_numpy(dtype=np.float32)
     space = knn_space(run.embeddings, hand)
     threads = int(getattr(settings, "LOOP_THREADS", 0)) or os.cpu_count() or 1
-    index = knn_index(space, n_jobs=threads, random_state=int(run.params["random_state"]))
+    index = knn_index(space, n_jobs=threads, random_state=run.loop.params.random_state)
     share = knn_positive_share(
         index,
         positive_mask(run.states),
@@ -452,34 +451,22 @@ def _knn_feature(run: Run) -> None:
 
 
 def stage_train(run: Run) -> None:
-    from learning.pool import training_targets
-    from learning.pu import TwoStepPU
+    from learning.pool import positive_mask
 
-    p = run.params
-    rep = run.reporter
-    s, weight = training_targets(run.states, confirmed_weight=float(p["confirmed_weight"]))
-    if s.sum() < 2:
-        raise ValueError(f"need at least 2 positives (seeds or confirmed) to train, have {s.sum()}")
-    rounds = 2 * int(p["em_rounds"])
+    rep, p = run.reporter, run.loop.params
+    n_positive = int(positive_mask(run.states).sum())
+    rounds = 2 * p.em_rounds
     rep.stage(
         "train",
         total=rounds,
-        note=f"{int(s.sum()):,} positives, {int((s == 0).sum()):,} unlabeled, {rounds} EM rounds",
+        note=f"{n_positive:,} positives, {len(run.states) - n_positive:,} unlabeled, "
+        f"{rounds} EM rounds",
     )
-    model = TwoStepPU(
-        spy_fraction=float(p["spy_fraction"]),
-        spy_quantile=float(p["spy_quantile"]),
-        em_rounds_step1=int(p["em_rounds"]),
-        em_rounds_step2=int(p["em_rounds"]),
-        n_estimators=int(p["n_estimators"]),
-        n_estimators_em=max(10, int(p["n_estimators"]) // 2),
-        max_unlabeled=int(p["max_unlabeled"]),
-        categorical_features=run.spec.categorical_indices or None,
-        n_jobs=int(getattr(settings, "LOOP_THREADS", 0)) or None,
-        random_state=int(p["random_state"]),
-    )
-    model.fit(
-        run.X, s, sample_weight=weight, progress=lambda done, total: rep.progress(done, total)
+    model = run.loop.fit(
+        run.X,
+        run.states,
+        categorical_features=run.spec.categorical_indices,
+        progress=lambda done, total: rep.progress(done, total),
     )
     run.model = model
     for h in getattr(model, "history_", []):
@@ -542,10 +529,8 @@ def stage_score(run: Run) -> None:
     folder = run.staging / "scores"
     folder.mkdir(exist_ok=True)
     if len(chunks) > 1:
-        from labelapp.tasks.iterations import iteration_score_chunk
-
         for start, stop in chunks[1:]:
-            iteration_score_chunk.delay(run.iteration.pk, str(run.staging), start, stop)
+            task_send(ITERATION_SCORE_CHUNK, run.iteration.pk, str(run.staging), start, stop)
     done = 0
     for start, stop in chunks:
         if chunk_claim(folder / f"{start}.claim"):
@@ -573,25 +558,14 @@ def _rows_scored(folder: Path, chunks: list[tuple[int, int]]) -> int:
 
 def stage_select(run: Run) -> None:
     from learning.pool import offerable_mask
-    from learning.sampling import select_batch
 
-    p = run.params
-    rep = run.reporter
-    rep.stage("select", note=f"batch of {p['batch_size']} over {p['n_clusters']} clusters")
-    candidates = offerable_mask(run.states)
+    p, rep = run.loop.params, run.reporter
+    rep.stage("select", note=f"batch of {p.batch_size} over {p.n_clusters} clusters")
     X = run.X
     if np.isnan(X).any():
         X = np.nan_to_num(X, nan=0.0)
-    run.selection = select_batch(
-        run.scores,
-        X,
-        int(p["batch_size"]),
-        candidate_mask=candidates,
-        pool_size=int(p["pool_size"]),
-        n_clusters=int(p["n_clusters"]),
-        top_score_share=float(p["top_score_share"]),
-        random_state=int(p["random_state"]),
-    )
+    run.selection = run.loop.select(run.scores, X, run.states, iteration=run.iteration.number)
+    candidates = offerable_mask(run.states)
     assert candidates[run.selection.indices].all()
     rep.log(f"selected {len(run.selection.indices)} of {int(candidates.sum()):,} offerable cases")
     run.metrics.update(_metrics(run))
@@ -695,7 +669,7 @@ def stage_finalize(run: Run) -> None:
         note="artifacts; batch, model and pointer in one transaction; then Case.score in chunks",
     )
     staging = run.staging
-    json_write(staging / "params.json", run.params)
+    json_write(staging / "params.json", run.loop.params.to_dict())
     json_write(staging / "metrics.json", run.metrics)
     rep.finish_stage()
     run.metrics["stage_seconds"] = dict(run.reporter.stage_seconds)
@@ -712,7 +686,7 @@ def stage_finalize(run: Run) -> None:
                 iteration=iteration,
                 parent=dataset.current_model,
                 artifact_dir=str(final_dir),
-                params=run.params,
+                params=run.loop.params.to_dict(),
                 metrics={k: run.metrics[k] for k in _VERSION_METRICS if k in run.metrics},
                 data_snapshot=_data_snapshot(run),
                 feature_names=run.spec.feature_names,
@@ -781,9 +755,7 @@ def _log_done_iteration(iteration_id: int, text: str) -> None:
 
 
 def _neighbor_index_enqueue(version_id: int) -> None:
-    from labelapp.tasks.neighbors import neighbor_index_build_task
-
-    neighbor_index_build_task.delay(version_id)
+    task_send(NEIGHBOR_INDEX_BUILD, version_id)
 
 
 _VERSION_METRICS = (

@@ -43,9 +43,9 @@ class IterationLaunchForm(forms.Form):
                 field = forms.FloatField(required=False)
             field.initial = defaults[spec.name]
             field.help_text = spec.help
-            if spec.minimum is not None and spec.kind is not bool:
-                field.help_text += f" ({spec.minimum:g} to {spec.maximum:g})"
-            field.label = spec.name
+            if spec.range_text():
+                field.help_text += f" Allowed: {spec.range_text()}."
+            field.label = spec.label
             self.fields[spec.name] = field
 
     def clean(self):

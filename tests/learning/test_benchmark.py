@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from learning.benchmark import Settings, main, seed_positives, split_cases
+from learning.bench.harness import Settings, main, seed_positives, split_cases
 from learning.features import load_dataset
 
 

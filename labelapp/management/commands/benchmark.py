@@ -10,8 +10,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from learning.benchmark import build_parser as library_parser
-from learning.benchmark import run_benchmark, settings_from_args
+from learning.bench.harness import build_parser as library_parser
+from learning.bench.harness import run_benchmark, settings_from_args
 from learning.features import load_dataset
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 PARTS = {
-    "learning": "learning.speed",
-    "encoder": "encoders.speed",
+    "learning": "learning.bench.speed",
+    "encoder": "encoders.bench.speed",
     "web": "labelapp.benchmarks.web",
-    "neighbors": "learning.neighbors_speed",
+    "neighbors": "learning.bench.neighbors_speed",
     "loop": "labelapp.benchmarks.loop",
     "import": "labelapp.benchmarks.imports",
 }

@@ -1,0 +1,450 @@
+"""The active PU loop, composed once: pool state -> features -> two-step PU -> scores -> batch.
+
+Everything that runs an iteration calls this module: the app's pipeline stages (a Celery
+worker), the benchmark harness (:mod:`learning.bench.harness`) and the benchmark through the app
+(``manage.py benchmark_app``). Its parameters live in one dataclass, :class:`LoopParams` (name,
+default, range, help); the app's launch form, API serializer, ``run_iteration`` flags and the
+exported ``params.json`` are generated from it or validated against it, so no parameter has two
+defaults anywhere.
+
+One step of the loop (:class:`ActiveLoop`):
+
+1. :meth:`ActiveLoop.feature_spec` / :meth:`ActiveLoop.matrix`: the model's features for every
+   pool case from the raw cases and the known positives (:mod:`learning.featurespec`);
+2. :meth:`ActiveLoop.fit`: PU targets and weights from the pool states
+   (:func:`learning.pool.training_targets`), then :class:`learning.pu.TwoStepPU`;
+3. scores: ``model.predict_proba`` (the app fans this out over workers in chunks);
+4. :meth:`ActiveLoop.select`: the next batch among the offerable cases, with a reason per case.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from learning.features import Dataset
+from learning.featurespec import FeatureSpec, build_matrix
+from learning.pool import offerable_mask, training_targets
+from learning.pu import TwoStepPU
+from learning.sampling import (
+    BatchSelection,
+    random_batch,
+    select_batch,
+    top_score_batch,
+    uncertainty_batch,
+)
+
+# How the uncertain part measures uncertainty, and where its threshold sits (the score at the top
+# 1% of all cases): fixed choices of the loop, not parameters.
+UNCERTAINTY = "threshold"
+TOP_FRACTION = 0.01
+MIN_POSITIVES = 2
+
+# Batch strategies the harness compares; the app always runs ``active``.
+STRATEGIES = ("active", "diverse_only", "uncertainty_only", "random", "top_score")
+
+
+def _param(
+    default: Any,
+    label: str,
+    help: str,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    return field(
+        default=default,
+        metadata={"label": label, "help": help, "minimum": minimum, "maximum": maximum},
+    )
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """One parameter of the loop as forms, serializers and command flags see it."""
+
+    name: str
+    kind: type
+    default: Any
+    label: str
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def range_text(self) -> str:
+        """The allowed range in words ("1 to 5,000"), empty for booleans."""
+        if self.minimum is None or self.maximum is None:
+            return ""
+        return f"{_number(self.minimum)} to {_number(self.maximum)}"
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+class LoopParamsError(ValueError):
+    """Parameters out of range; ``errors`` maps each bad parameter to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@dataclass(frozen=True)
+class LoopParams:
+    """Every parameter of one iteration of the loop, with its default, range and help.
+
+    The defaults are the harness's measured best (``docs/benchmarks.md``); the app launches
+    with them unless an admin changes one.
+    """
+
+    batch_size: int = _param(100, "Batch size", "Cases in the experts' batch.", 1, 5000)
+    n_clusters: int = _param(
+        10,
+        "Clusters",
+        "K-Means clusters the uncertain part of the batch is spread over.",
+        1,
+        200,
+    )
+    pool_size: int = _param(
+        0,
+        "Uncertain candidates clustered",
+        "How many of the most uncertain cases are clustered (M); 0: ten times the uncertain part "
+        "of the batch.",
+        0,
+        1_000_000,
+    )
+    top_score_share: float = _param(
+        0.5,
+        "Top-score share",
+        "Share of the batch taken as the highest scores; the rest is uncertain and diverse.",
+        0.0,
+        1.0,
+    )
+    spy_fraction: float = _param(
+        0.15, "Spy fraction", "Share of the known positives hidden in U as spies.", 0.01, 0.5
+    )
+    spy_quantile: float = _param(
+        0.1,
+        "Spy quantile",
+        "U cases scored below this quantile of the spies' scores become reliable negatives.",
+        0.001,
+        0.5,
+    )
+    em_rounds: int = _param(2, "EM rounds", "EM rounds in each of the two steps.", 1, 10)
+    confirmed_weight: float = _param(
+        5.0,
+        "Weight of confirmed positives",
+        "Sample weight of expert-confirmed positives (seed positives weigh 1).",
+        1.0,
+        100.0,
+    )
+    n_estimators: int = _param(
+        100,
+        "Trees",
+        "Trees of the final LightGBM model (the EM rounds use half as many, at least 10).",
+        5,
+        5000,
+    )
+    max_unlabeled: int = _param(
+        100_000,
+        "Unlabeled cases per EM round",
+        "Train each EM round on a sample of at most this many U cases; 0: all of them.",
+        0,
+        100_000_000,
+    )
+    label_derived: bool = _param(
+        True,
+        "Label-derived entity features",
+        "Known positives that shared the case's customer, terminal or other identifier in the "
+        "days before it.",
+    )
+    entity_deviation: bool = _param(
+        True,
+        "Entity-deviation features",
+        "Each numeric value against the mean of the same entity's earlier cases.",
+    )
+    use_embeddings: bool = _param(
+        False,
+        "Behavior-sequence embeddings",
+        "Auto Risk encoder embeddings as features (datasets with events only). Off by default: "
+        "measured, they do not yet raise the loop's precision (docs/benchmarks.md).",
+    )
+    knn_feature: bool = _param(
+        False,
+        "kNN feature",
+        "Share of known positives among each case's 10 nearest neighbours as a feature. "
+        "Exported bundles then need that column supplied with the cases.",
+    )
+    encoder_minutes: float = _param(
+        5.0,
+        "Encoder pretraining minutes",
+        "Pretraining budget when no encoder exists for the dataset yet.",
+        0.05,
+        240.0,
+    )
+    random_state: int = _param(
+        0, "Random seed", "Seed of the spies, U sampling and clustering.", 0, 2**31 - 1
+    )
+
+    # -- description -----------------------------------------------------------------------------
+    @classmethod
+    def describe(cls) -> tuple[ParamInfo, ...]:
+        """Every parameter, in declaration order."""
+        kinds = {"int": int, "float": float, "bool": bool}
+        out = []
+        for f in fields(cls):
+            kind = f.type if isinstance(f.type, type) else kinds[str(f.type)]
+            assert f.default is not MISSING
+            out.append(ParamInfo(f.name, kind, f.default, **f.metadata))
+        return tuple(out)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return asdict(cls())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    # -- validation ------------------------------------------------------------------------------
+    @classmethod
+    def from_mapping(cls, raw: dict[str, Any], *, base: dict[str, Any] | None = None) -> LoopParams:
+        """Parameters from strings or values: types coerced, ranges and cross-field rules checked.
+
+        ``None`` or ``""`` keeps the default (or ``base``'s value). Raises
+        :class:`LoopParamsError` with one message per bad or unknown parameter.
+        """
+        infos = {info.name: info for info in cls.describe()}
+        errors = {name: "unknown parameter" for name in sorted(set(raw) - set(infos))}
+        values = {**cls.defaults(), **(base or {})}
+        for name, value in raw.items():
+            info = infos.get(name)
+            if info is None or value is None or value == "":
+                continue
+            try:
+                value = _coerce(info, value)
+            except (TypeError, ValueError) as exc:
+                errors[name] = (
+                    str(exc) if "expected" in str(exc) else f"not a valid {info.kind.__name__}"
+                )
+                continue
+            if info.minimum is not None and value < info.minimum:
+                errors[name] = f"must be at least {_number(info.minimum)}"
+            elif info.maximum is not None and value > info.maximum:
+                errors[name] = f"must be at most {_number(info.maximum)}"
+            else:
+                values[name] = value
+        if not errors:
+            params = cls(**values)
+            errors.update(params.cross_field_errors())
+        if errors:
+            raise LoopParamsError(errors)
+        return params
+
+    def cross_field_errors(self) -> dict[str, str]:
+        errors = {}
+        if self.n_clusters > self.batch_size:
+            errors["n_clusters"] = "cannot exceed the batch size"
+        if self.pool_size and self.pool_size < self.uncertain_part:
+            errors["pool_size"] = (
+                f"must be 0 or at least the batch's uncertain part ({self.uncertain_part})"
+            )
+        return errors
+
+    # -- derived ---------------------------------------------------------------------------------
+    @property
+    def uncertain_part(self) -> int:
+        return self.batch_size - int(round(self.batch_size * self.top_score_share))
+
+    @property
+    def n_estimators_em(self) -> int:
+        return max(10, self.n_estimators // 2)
+
+    def two_step(
+        self, *, categorical_features: list[int] | None = None, n_jobs: int | None = None
+    ) -> TwoStepPU:
+        """The loop's PU model, unfitted."""
+        return TwoStepPU(
+            spy_fraction=self.spy_fraction,
+            spy_quantile=self.spy_quantile,
+            em_rounds_step1=self.em_rounds,
+            em_rounds_step2=self.em_rounds,
+            n_estimators=self.n_estimators,
+            n_estimators_em=self.n_estimators_em,
+            max_unlabeled=self.max_unlabeled or None,
+            categorical_features=categorical_features or None,
+            n_jobs=n_jobs,
+            random_state=self.random_state,
+        )
+
+
+def _coerce(info: ParamInfo, value: Any) -> Any:
+    if info.kind is bool:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError("expected true or false")
+            return lowered in {"1", "true", "yes", "on"}
+        return bool(value)
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not {value}")
+    if info.kind is int:
+        if isinstance(value, str):
+            value = float(value.strip().replace(",", "").replace("_", ""))
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected a whole number")
+        return int(value)
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
+class NotEnoughPositives(ValueError):
+    """The pool holds fewer known positives than a PU model needs."""
+
+
+class ActiveLoop:
+    """One iteration's composition under ``params``; stateless between iterations.
+
+    Parameters
+    ----------
+    params : LoopParams
+    n_jobs : int, optional
+        LightGBM threads (None: all cores).
+    """
+
+    def __init__(self, params: LoopParams, *, n_jobs: int | None = None):
+        self.params = params
+        self.n_jobs = n_jobs
+
+    # -- features --------------------------------------------------------------------------------
+    def feature_spec(
+        self,
+        dataset: Dataset,
+        *,
+        embedding_dim: int = 0,
+        sequence_length: int | None = None,
+    ) -> FeatureSpec:
+        """The feature spec of the pool ``dataset`` (categories as the pool has them)."""
+        return FeatureSpec.from_dataset(
+            dataset,
+            label_derived=self.params.label_derived,
+            entity_deviation=self.params.entity_deviation,
+            embedding_dim=embedding_dim,
+            sequence_length=sequence_length,
+        )
+
+    @staticmethod
+    def positives_frame(
+        spec: FeatureSpec, cases: pd.DataFrame, positive: np.ndarray
+    ) -> pd.DataFrame:
+        """The known positives' columns the label-derived features count."""
+        return cases.loc[np.asarray(positive, bool), spec.positive_columns].reset_index(drop=True)
+
+    @staticmethod
+    def matrix(
+        spec: FeatureSpec,
+        cases: pd.DataFrame,
+        positives: pd.DataFrame,
+        *,
+        embeddings: np.ndarray | None = None,
+        deviation: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Feature matrix of ``cases``, shape (n_cases, len(spec.feature_names)) float32."""
+        return build_matrix(
+            spec, cases, positives=positives, embeddings=embeddings, deviation=deviation
+        )
+
+    # -- model -----------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: np.ndarray,
+        states: np.ndarray,
+        *,
+        categorical_features: list[int] | None = None,
+        progress=None,
+    ) -> TwoStepPU:
+        """Fit the two-step PU model on the pool (rows of ``X`` aligned with ``states``)."""
+        s, weight = training_targets(states, confirmed_weight=self.params.confirmed_weight)
+        if int(s.sum()) < MIN_POSITIVES:
+            raise NotEnoughPositives(
+                f"need at least {MIN_POSITIVES} known positives (seeds or confirmed) to train, "
+                f"have {int(s.sum())}: define seed positives first"
+            )
+        model = self.params.two_step(categorical_features=categorical_features, n_jobs=self.n_jobs)
+        kwargs = {"progress": progress} if progress is not None else {}
+        return model.fit(X, s, sample_weight=weight, **kwargs)
+
+    # -- batch -----------------------------------------------------------------------------------
+    def select(
+        self,
+        scores: np.ndarray,
+        X: np.ndarray,
+        states: np.ndarray,
+        *,
+        iteration: int = 0,
+        strategy: str = "active",
+    ) -> BatchSelection:
+        """The next batch among the offerable pool cases.
+
+        Parameters
+        ----------
+        scores : ndarray of float, shape (n_pool,)
+        X : ndarray of float, shape (n_pool, n_features)
+            What the clusters are built on (missing values count as 0).
+        states : ndarray of str, shape (n_pool,)
+        iteration : int
+            The iteration's number: the selection's randomness is ``random_state + iteration``,
+            so each iteration draws afresh and a replay draws the same.
+        strategy : one of :data:`STRATEGIES`
+        """
+        p = self.params
+        mask = offerable_mask(states)
+        rs = np.random.RandomState((p.random_state + iteration) % 2**32)
+        if strategy in ("active", "diverse_only"):
+            return select_batch(
+                scores,
+                X,
+                p.batch_size,
+                candidate_mask=mask,
+                pool_size=p.pool_size or None,
+                n_clusters=p.n_clusters,
+                uncertainty=UNCERTAINTY,
+                top_fraction=TOP_FRACTION,
+                top_score_share=0.0 if strategy == "diverse_only" else p.top_score_share,
+                random_state=rs,
+            )
+        if strategy == "uncertainty_only":
+            idx = uncertainty_batch(
+                scores,
+                X,
+                p.batch_size,
+                candidate_mask=mask,
+                uncertainty=UNCERTAINTY,
+                top_fraction=TOP_FRACTION,
+                random_state=rs,
+            )
+        elif strategy == "random":
+            idx = random_batch(scores, X, p.batch_size, candidate_mask=mask, random_state=rs)
+        elif strategy == "top_score":
+            idx = top_score_batch(scores, X, p.batch_size, candidate_mask=mask, random_state=rs)
+        else:
+            raise ValueError(f"unknown strategy {strategy!r}; one of {STRATEGIES}")
+        idx = np.asarray(idx, dtype=np.intp)
+        return BatchSelection(
+            indices=idx,
+            uncertainty=np.zeros(len(idx)),
+            cluster=np.full(len(idx), -1),
+            rank_in_cluster=np.arange(len(idx)),
+            reason=[f"{strategy} batch"] * len(idx),
+        )

@@ -1,0 +1,66 @@
+"""The loop's one parameter object and its composition (learning.loop)."""
+
+import numpy as np
+import pytest
+
+from learning import pool
+from learning.loop import ActiveLoop, LoopParams, LoopParamsError, NotEnoughPositives
+
+
+def test_params_describe_every_field_with_help_and_range():
+    infos = LoopParams.describe()
+    assert [i.name for i in infos] == list(LoopParams.names())
+    for info in infos:
+        assert info.help and info.label
+        assert info.default == getattr(LoopParams(), info.name)
+        if info.kind is not bool:
+            assert info.minimum <= info.default <= info.maximum, info.name
+
+
+def test_from_mapping_coerces_and_reports_each_bad_parameter():
+    p = LoopParams.from_mapping({"batch_size": "30", "use_embeddings": "off", "n_clusters": 5})
+    assert (p.batch_size, p.use_embeddings, p.n_clusters) == (30, False, 5)
+    with pytest.raises(LoopParamsError) as err:
+        LoopParams.from_mapping(
+            {"batch_size": 0, "spy_fraction": "x", "bogus": 1, "top_score_share": "nan"}
+        )
+    assert set(err.value.errors) == {"batch_size", "spy_fraction", "bogus", "top_score_share"}
+    with pytest.raises(LoopParamsError, match="cannot exceed the batch size"):
+        LoopParams.from_mapping({"batch_size": 5, "n_clusters": 10})
+    with pytest.raises(LoopParamsError, match="whole number"):
+        LoopParams.from_mapping({"batch_size": 2.5})
+    assert LoopParams.from_mapping({"pool_size": ""}).pool_size == 0  # blank keeps the default
+
+
+def _planted(n=2000, seed=0):
+    rng = np.random.RandomState(seed)
+    y = rng.rand(n) < 0.05
+    X = rng.randn(n, 4).astype(np.float32)
+    X[y, 0] += 2.5
+    seeds = y & (rng.rand(n) < 0.3)
+    return X, y, pool.initial_states(seeds)
+
+
+def test_fit_ranks_planted_positives_and_select_is_a_replayable_batch():
+    X, y, states = _planted()
+    loop = ActiveLoop(LoopParams(batch_size=40, n_clusters=4, n_estimators=30), n_jobs=1)
+    model = loop.fit(X, states)
+    scores = model.predict_proba(X)[:, 1]
+    unknown = states == pool.U
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y[unknown], scores[unknown]) > 0.85
+    batch = loop.select(scores, X, states, iteration=1)
+    assert len(batch.indices) == 40 and pool.offerable_mask(states)[batch.indices].all()
+    assert (batch.cluster == -1).sum() == 20  # top-score half first
+    again = loop.select(scores, X, states, iteration=1)
+    np.testing.assert_array_equal(batch.indices, again.indices)
+    other = loop.select(scores, X, states, iteration=2)
+    assert not np.array_equal(batch.indices, other.indices)
+
+
+def test_fit_refuses_fewer_than_two_positives_with_the_reason():
+    X, _, _ = _planted()
+    states = pool.initial_states(np.zeros(len(X), bool))
+    with pytest.raises(NotEnoughPositives, match="seed positives"):
+        ActiveLoop(LoopParams()).fit(X, states)

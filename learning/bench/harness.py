@@ -528,9 +528,9 @@ def report_markdown(report: dict) -> str:
             cells = []
             for name in names:
                 c = report["curves"][name]
-                cells.append(
-                    f"{c[i]['positives_found']} / {c[i]['pr_auc']:.3f}" if i < len(c) else ""
-                )
+                auc = c[i]["pr_auc"] if i < len(c) else None
+                auc_text = "-" if auc is None else f"{auc:.3f}"
+                cells.append(f"{c[i]['positives_found']} / {auc_text}" if i < len(c) else "")
             lines.append(f"| {point['labels']} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("Cells: positives found / test PR-AUC.")

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 
 from labelapp.celery import app as celery_app
 from labelapp.services.users import user_create_with_role
-from labelapp.workers import worker_command
+from labelapp.workers import database_url_for_current_connection, worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery"
@@ -77,17 +76,6 @@ def outsider_client(outsider_user):
     from django.test import Client
 
     return _client_for(Client, outsider_user)
-
-
-def database_url_for_current_connection() -> str:
-    """The URL of the database the tests use right now (the test database)."""
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    host = s.get("HOST") or "127.0.0.1"
-    port = s.get("PORT") or 5432
-    user = s.get("USER") or "postgres"
-    return f"postgres://{user}@{host}:{port}/{s['NAME']}"
 
 
 def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | None = None):

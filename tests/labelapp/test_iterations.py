@@ -50,7 +50,7 @@ def _queued(dataset, user=None, **params) -> Iteration:
 
 def test_params_defaults_and_validation(db):
     params = iteration_params_clean({})
-    assert params["batch_size"] == 50 and params["spy_quantile"] == 0.1
+    assert params["batch_size"] == 100 and params["spy_quantile"] == 0.1
     assert iteration_params_clean({"batch_size": "30", "use_embeddings": "off"})["batch_size"] == 30
     with pytest.raises(IterationParamsError) as err:
         iteration_params_clean(

@@ -21,7 +21,11 @@ def task_send(name: str, *args: Any, task_id: str | None = None) -> None:
     """Enqueue task ``name`` with positional ``args`` now."""
     from labelapp.celery import app
 
-    app.send_task(name, args=list(args), task_id=task_id)
+    # The registry (filled by autodiscovery) rather than send_task: apply_async honours the
+    # app's eager setting and says at once when a name is not a registered task.
+    if name not in app.tasks:
+        app.loader.import_default_modules()  # Celery's autodiscovery, once per process
+    app.tasks[name].apply_async(args=list(args), task_id=task_id)
 
 
 def task_send_on_commit(name: str, *args: Any, task_id: str | None = None) -> None:

@@ -58,7 +58,9 @@ def test_chunks_run_as_tasks_and_match_the_unchunked_result(
     folder = make_dataset_dir(tmp_path, n_cases=900, seed=2, name="chunked")
     dataset = dataset_import(name="chunked", source_dir=folder)
     iteration = _queued(dataset, use_embeddings=True, encoder_minutes=0.05)
-    assert iteration_execute(iteration_id=iteration.pk)["status"] == "done", iteration.log
+    assert iteration_execute(iteration_id=iteration.pk)["status"] == "done", Iteration.objects.get(
+        pk=iteration.pk
+    ).error
     iteration.refresh_from_db()
     # Every embedding chunk and every score chunk but the first went to a helper task.
     assert "by helper tasks" in iteration.log and "helper task embedded" in iteration.log

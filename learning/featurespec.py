@@ -203,7 +203,8 @@ class FeatureSpec:
         if self.version == 1:  # readable by scorers that predate the version 2 features
             for key in ("knn_neighbors", "deviation_columns", "entity_column"):
                 del data[key]
-        return json.dumps(data, indent=2, sort_keys=True)
+        # Not sort_keys: the order of categorical_columns is the order of the matrix's columns.
+        return json.dumps(data, indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> FeatureSpec:

@@ -90,8 +90,15 @@ class ApiClient:
 
 
 # -- workers ---------------------------------------------------------------------------------------
-def workers_start(n: int, log_dir: Path) -> tuple[str | None, list[subprocess.Popen]]:
-    """``n`` worker processes on a queue of their own (or none: the running workers' queue)."""
+def workers_start(
+    n: int, log_dir: Path, *, threads: int
+) -> tuple[str | None, list[subprocess.Popen]]:
+    """``n`` worker processes on a queue of their own (or none: the running workers' queue).
+
+    Each runs LightGBM on ``threads`` threads (``LOOP_THREADS``), as the harness does: LightGBM's
+    sums depend on the thread count, and a loop is chaotic (one different pick changes every
+    later batch), so the two runs compare only at the same count.
+    """
     from labelapp.celery import app as celery_app
     from labelapp.workers import database_url_for_current_connection, worker_command
 
@@ -100,6 +107,7 @@ def workers_start(n: int, log_dir: Path) -> tuple[str | None, list[subprocess.Po
     queue = f"bench-app-{uuid.uuid4().hex[:8]}"
     celery_app.conf.task_default_queue = queue
     env = {**os.environ, "CELERY_TASK_DEFAULT_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
+    env["LOOP_THREADS"] = str(threads)
     env["ARTIFACTS_DIR"], env["UPLOADS_DIR"] = (
         str(settings.ARTIFACTS_DIR),
         str(settings.UPLOADS_DIR),
@@ -228,6 +236,7 @@ def run_benchmark_app(
     expert_recall: float = 0.9,
     seed: int = 0,
     workers: int = 2,
+    threads: int = 1,
     api_url: str | None = None,
     harness: bool = True,
     log: Callable[[str], None] = print,
@@ -251,6 +260,7 @@ def run_benchmark_app(
         expert_recall=expert_recall,
         seed=seed,
         methods=(HARNESS_METHOD,),
+        n_jobs=threads,
         batch_size=batch_size,
         **loop_params,
     )
@@ -283,7 +293,7 @@ def run_benchmark_app(
     token, _ = Token.objects.get_or_create(user=User.objects.get(pk=expert.pk))
     api = ApiClient(token.key, api_url)
 
-    queue, procs = workers_start(workers, out / "workers")
+    queue, procs = workers_start(workers, out / "workers", threads=threads)
     params = st.loop.to_dict()
     iterations_info: list[dict] = []
     curve: list[dict] = []
@@ -340,6 +350,7 @@ def run_benchmark_app(
     report["app"] = {
         "dataset": dataset.name,
         "workers": workers if workers > 0 else "running workers",
+        "threads_per_worker": threads if workers > 0 else "as configured (LOOP_THREADS)",
         "api": api_url or "in process (Django test client, full request stack)",
         "api_requests": api.requests,
         "model_version": version.pk,

@@ -215,9 +215,7 @@ class Harness:
         known[self.split.pool] = pool_positive
         key = tuple(spec.deviation_columns)
         if key and key not in self._deviation:  # label-free: computed once per column set
-            self._deviation[key] = entity_deviation_features(
-                self.raw, spec.deviation_columns, entity_column=spec.entity_column
-            ).to_numpy(np.float32)
+            self._deviation[key] = self._deviation_features(spec)
         X = loop.matrix(
             spec,
             self.raw,
@@ -226,6 +224,20 @@ class Harness:
             deviation=self._deviation.get(key),
         )
         return X, spec
+
+    def _deviation_features(self, spec) -> np.ndarray:
+        """Entity-deviation columns as the app has them: the pool's computed over the pool alone
+        (what the app imported), the test part's over every case (a scored case comes with its
+        entity's history), shape (n_cases, n_deviation) float32."""
+
+        def deviation(cases: pd.DataFrame) -> np.ndarray:
+            return entity_deviation_features(
+                cases, spec.deviation_columns, entity_column=spec.entity_column
+            ).to_numpy(np.float32)
+
+        out = deviation(self.raw)
+        out[self.split.pool] = deviation(self.raw.iloc[self.split.pool].reset_index(drop=True))
+        return out
 
     def test_metrics(self, scores_test: np.ndarray) -> dict:
         """Ranking metrics on the test part, plus ``band_precision_unknown``: the bands over the

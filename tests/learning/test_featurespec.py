@@ -148,3 +148,21 @@ def test_specs_without_deviation_stay_version_1_and_with_it_are_version_2():
     with_dev = FeatureSpec(numeric_columns=["amount"], deviation_columns=["amount"])
     assert json.loads(with_dev.to_json())["version"] == 2
     assert FeatureSpec.from_json(with_dev.to_json()) == with_dev
+
+
+def test_saved_spec_keeps_the_matrix_column_order(tmp_path):
+    """Categorical columns out of alphabetical order come back in the order the model has them
+    (a spec written with sorted keys swapped is_weekend and is_night in fraud_handbook's bundle)."""
+
+    spec = FeatureSpec(
+        numeric_columns=["amount"],
+        categorical_columns={"hour": [0, 1, 2], "is_weekend": [0, 1], "is_night": [0, 1]},
+    )
+    loaded = FeatureSpec.load(spec.save(tmp_path / "spec.json"))
+    assert (
+        loaded.feature_names == spec.feature_names == ["amount", "hour", "is_weekend", "is_night"]
+    )
+    cases = pd.DataFrame(
+        {"amount": [1.0, 2.0], "hour": [0, 2], "is_weekend": [1, 0], "is_night": [0, 0]}
+    )
+    np.testing.assert_array_equal(build_matrix(loaded, cases), build_matrix(spec, cases))

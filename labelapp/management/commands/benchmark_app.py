@@ -34,6 +34,12 @@ class Command(BaseCommand):
             help="Celery workers to start (0: use the running ones on the default queue).",
         )
         parser.add_argument(
+            "--threads",
+            type=int,
+            default=1,
+            help="LightGBM threads of the harness and of each worker started (LOOP_THREADS).",
+        )
+        parser.add_argument(
             "--api-url",
             default=None,
             help="Answer through a live server at this URL (default: in process, through "
@@ -61,6 +67,7 @@ class Command(BaseCommand):
                 expert_recall=options["expert_recall"],
                 seed=options["seed"],
                 workers=options["workers"],
+                threads=options["threads"],
                 api_url=options["api_url"],
                 harness=not options["no_harness"],
                 log=lambda line: self.stdout.write(line),

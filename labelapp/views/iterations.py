@@ -25,6 +25,7 @@ from labelapp.services.iterations import (
     iteration_reap_stale,
     iteration_retry,
 )
+from labelapp.workers import no_worker_message
 
 
 class IterationLaunchForm(forms.Form):
@@ -110,7 +111,12 @@ def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "labelapp/iteration_launch.html",
-        {"dataset": dataset, "form": form, "active": active_iteration(dataset)},
+        {
+            "dataset": dataset,
+            "form": form,
+            "active": active_iteration(dataset),
+            "no_worker": no_worker_message(),
+        },
     )
 
 
@@ -121,6 +127,7 @@ def _detail_context(iteration: Iteration) -> dict:
         "dataset": iteration.dataset,
         "progress": iteration_progress(iteration),
         "metrics": metrics,
+        "no_worker": (no_worker_message() if iteration.status == Iteration.Status.QUEUED else None),
     }
     hist = metrics.get("score_histogram")
     if hist:

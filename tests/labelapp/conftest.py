@@ -90,7 +90,15 @@ def database_url_for_current_connection() -> str:
     return f"postgres://{user}@{host}:{port}/{s['NAME']}"
 
 
-def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | None = None):
+def start_worker(
+    queue: str,
+    *,
+    pool: str = "solo",
+    extra_env: dict[str, str] | None = None,
+    beat_schedule: Path | None = None,
+):
+    """A real worker process on ``queue`` (its tasks' default queue too); with
+    ``beat_schedule``, celery beat runs inside it (``-B``) with its state in that file."""
     env = os.environ.copy()
     env.update(
         {
@@ -106,7 +114,7 @@ def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | 
     # One log per process: two workers on one queue must not write over each other's file.
     log = open(REPO_ROOT / "var" / f"worker-{queue}-{uuid.uuid4().hex[:6]}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        worker_command(queue, pool=pool),
+        worker_command(queue, pool=pool, beat_schedule=beat_schedule),
         cwd=REPO_ROOT,
         env=env,
         stdout=log,

@@ -61,8 +61,10 @@ class TestUploadPage:
         dataset = Dataset.objects.get(name="upl")
         assert dataset.n_cases == Case.objects.filter(dataset=dataset).count() == 300
         assert dataset.n_events > 0 and dataset.created_by == admin_user
-        # The uploaded data files are not kept once imported (the snapshot has the data).
+        # The uploaded data files are not kept once imported (the snapshot has the data), nor
+        # the folder and its status.json: an inline import's answer is the page itself.
         assert not list((folders / "uploads").glob("*/cases.*"))
+        assert not list((folders / "uploads").iterdir())
 
     def test_upload_shows_the_report_and_writes_nothing(self, admin_client, folders):
         folder = make_dataset_dir(folders, n_cases=200, fmt="csv")
@@ -75,6 +77,7 @@ class TestUploadPage:
         assert "Import rejected" in html and 'data-code="duplicate_case_id"' in html
         assert "cases.csv" in html
         assert not Dataset.objects.exists() and not Case.objects.exists()
+        assert not list((folders / "uploads").iterdir()), "a rejected upload leaves no folder"
 
     def test_wrong_file_type_is_reported(self, admin_client, folders):
         (folders / "x").mkdir()

@@ -593,8 +593,13 @@ def stage_select(run: Run) -> None:
         random_state=int(p["random_state"]),
     )
     assert candidates[run.selection.indices].all()
-    rep.log(f"selected {len(run.selection.indices)} of {int(candidates.sum()):,} offerable cases")
+    sel = run.selection
+    threshold = "" if sel.threshold is None else f" (selection threshold {sel.threshold:.3g})"
+    rep.log(f"selected {len(sel.indices)} of {int(candidates.sum()):,} offerable cases{threshold}")
     run.metrics.update(_metrics(run))
+    # What the batch's uncertainty and reasons were measured against (not the spy threshold).
+    run.metrics["selection_threshold"] = sel.threshold
+    run.metrics["selection_threshold_rule"] = sel.threshold_rule
 
 
 def _metrics(run: Run) -> dict[str, Any]:

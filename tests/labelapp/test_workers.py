@@ -49,7 +49,8 @@ def test_run_iteration_without_a_worker_fails_within_a_minute(
 def test_pages_say_that_no_worker_consumes_the_queue(transactional_db, celery_queue, admin_client):
     dataset = make_dataset(name="waiting", n_cases=20)
     queued = make_iteration(dataset, status=Iteration.Status.QUEUED)
-    detail = admin_client.get(reverse("iteration-detail", args=[queued.pk])).content.decode()
+    page = reverse("iteration-detail", args=[dataset.name, queued.number])
+    detail = admin_client.get(page).content.decode()
     progress = admin_client.get(reverse("iteration-progress", args=[queued.pk])).content.decode()
     launch = admin_client.get(reverse("iteration-launch", args=[dataset.name])).content.decode()
     for html in (detail, progress, launch):
@@ -60,7 +61,7 @@ def test_pages_say_that_no_worker_consumes_the_queue(transactional_db, celery_qu
     assert "make worker" in no_worker_message()
     beacon = WorkerBeacon("w@host", [celery_queue])
     beacon.write()
-    detail = admin_client.get(reverse("iteration-detail", args=[queued.pk])).content.decode()
+    detail = admin_client.get(page).content.decode()
     assert 'id="no-worker"' not in detail
     # ... until its beacon is older than the stale limit (a killed worker).
     old = time.time() - BEACON_STALE_S - 1

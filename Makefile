@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA ?=
 
-.PHONY: setup run test lint format worker clean-var
+.PHONY: setup run test lint format worker beat clean-var
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: setup
 ## make worker: a Celery worker on the configured broker (CELERY_BROKER_URL)
 worker: setup
 	$(PY) -m celery -A labelapp worker --loglevel INFO
+
+## make beat: the periodic tasks (the reaper of dead workers' iterations); run exactly one
+beat: setup
+	$(PY) -m celery -A labelapp beat --loglevel INFO
 
 ## make test: the whole suite (ruff, then pytest); browser tests need /usr/bin/chromium
 test: setup

@@ -18,6 +18,10 @@ def _svg(width: int, height: int, body: list[str], title: str) -> SafeString:
     )
 
 
+#: Rough width of one character of the 10px labels (SVG cannot measure text on the server).
+CHAR_W = 6.2
+
+
 def bar_chart(
     values: Sequence[float],
     labels: Sequence[str],
@@ -27,34 +31,59 @@ def bar_chart(
     height: int = 180,
     log: bool = False,
 ) -> SafeString:
-    """Vertical bars with the first and last labels under the axis and the value on hover."""
+    """Vertical bars, every label under its bar and the value on hover.
+
+    Labels that do not fit side by side are turned 45 degrees; the chart grows downwards and
+    leftwards to hold them, so none is clipped or left out.
+    """
     import math
 
-    pad_l, pad_b, pad_t = 40, 22, 8
     n = max(len(values), 1)
+    top_label = f"{max(values, default=0):,.0f}"
+    longest = max((len(str(label)) for label in labels), default=0) * CHAR_W
+    pad_t = 8
+    pad_l = max(40, int(len(top_label) * CHAR_W) + 8)
+    bar_w = (width - pad_l - 4) / n
+    turned = longest > bar_w - 2
+    if turned:
+        # A label turned -45 degrees and ending under its bar's centre reaches left and down
+        # by longest / sqrt(2).
+        reach = longest / math.sqrt(2)
+        pad_l = max(pad_l, int(reach - bar_w / 2) + 6)
+        bar_w = (width - pad_l - 4) / n
+        pad_b = int(reach) + 18
+    else:
+        pad_b = 22
+    plot_h = height - 22 - pad_t  # the bars keep their height; the labels add to it
+    height = pad_t + plot_h + pad_b
     scaled = [math.log10(1 + v) if log else float(v) for v in values]
     top = max(scaled, default=0) or 1.0
-    bar_w = (width - pad_l - 4) / n
+    axis_y = pad_t + plot_h
     body = [
-        f'<line x1="{pad_l}" y1="{height - pad_b}" x2="{width}" y2="{height - pad_b}" '
-        'stroke="#9ca3af"/>',
+        f'<line x1="{pad_l}" y1="{axis_y}" x2="{width}" y2="{axis_y}" stroke="#9ca3af"/>',
         f'<text x="{pad_l - 4}" y="{pad_t + 8}" text-anchor="end" font-size="10">'
-        f"{max(values, default=0):,.0f}</text>",
+        f"{top_label}</text>",
     ]
     for i, (v, s, label) in enumerate(zip(values, scaled, labels, strict=True)):
-        h = (height - pad_b - pad_t) * s / top
+        h = plot_h * s / top
         x = pad_l + i * bar_w
         body.append(
-            f'<rect x="{x + 1:.1f}" y="{height - pad_b - h:.1f}" width="{max(bar_w - 2, 1):.1f}" '
+            f'<rect x="{x + 1:.1f}" y="{axis_y - h:.1f}" width="{max(bar_w - 2, 1):.1f}" '
             f'height="{h:.1f}" fill="{PALETTE[0]}">'
             f"<title>{escape(str(label))}: {v:,}</title></rect>"
         )
-    if labels:
-        for i in {0, len(labels) // 2, len(labels) - 1}:
-            x = pad_l + (i + 0.5) * bar_w
+    for i, label in enumerate(labels):
+        x = pad_l + (i + 0.5) * bar_w
+        if turned:
+            y = axis_y + 10
             body.append(
-                f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" font-size="10">'
-                f"{escape(str(labels[i]))}</text>"
+                f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="end" font-size="10" '
+                f'transform="rotate(-45 {x:.1f} {y:.1f})" class="tick">{escape(str(label))}</text>'
+            )
+        else:
+            body.append(
+                f'<text x="{x:.1f}" y="{axis_y + 16:.1f}" text-anchor="middle" font-size="10" '
+                f'class="tick">{escape(str(label))}</text>'
             )
     if log:
         body.append(

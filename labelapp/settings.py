@@ -162,6 +162,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Periodic tasks, sent by one beat process (`celery -A labelapp beat`, or a worker's -B): the
+# reaper fails iterations whose worker died (no heartbeat for ITERATION_HEARTBEAT_STALE_S), so
+# a dead worker's iteration is failed within stale + interval seconds with nobody looking.
+ITERATION_REAP_INTERVAL_S = float(env_str("ITERATION_REAP_INTERVAL_S", "10"))
+CELERY_BEAT_SCHEDULE = {
+    "iteration-reap-stale": {
+        "task": "labelapp.iteration_reap_stale",
+        "schedule": ITERATION_REAP_INTERVAL_S,
+        # A busy single worker must not find a pile of them afterwards.
+        "options": {"expires": ITERATION_REAP_INTERVAL_S},
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = env_str(
+    "CELERY_BEAT_SCHEDULE_FILENAME", str(VAR_DIR / "celerybeat-schedule")
+)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -220,6 +235,10 @@ LOGGING = {
 # --- The loop: iteration heartbeats (a worker silent for longer is presumed dead) -------------
 ITERATION_HEARTBEAT_INTERVAL_S = float(env_str("ITERATION_HEARTBEAT_INTERVAL_S", "2"))
 ITERATION_HEARTBEAT_STALE_S = float(env_str("ITERATION_HEARTBEAT_STALE_S", "30"))
+# Workers' beacons (labelapp/workers.py): how the web side and the shell know a worker is up.
+WORKER_BEACON_INTERVAL_S = float(env_str("WORKER_BEACON_INTERVAL_S", "5"))
+WORKER_BEACON_STALE_S = float(env_str("WORKER_BEACON_STALE_S", "20"))
+WORKER_NO_CONSUMER_GRACE_S = float(env_str("WORKER_NO_CONSUMER_GRACE_S", "30"))
 # Threads of LightGBM and torch in an iteration (0: the libraries' defaults, all cores).
 LOOP_THREADS = env_int("LOOP_THREADS", 0)
 # Niceness a worker takes on when it runs an iteration: pages stay responsive while it trains.

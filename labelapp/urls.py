@@ -3,6 +3,8 @@ an ``*_urls.py`` file; add one line here per area."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
@@ -10,8 +12,15 @@ from labelapp.views import datasets, imports, model_export
 from labelapp.views import iterations as iteration_views
 from labelapp.views import models as model_views
 
+
+def favicon_view(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico on every page whatever the HTML says: point them at it."""
+    return HttpResponseRedirect(static("favicon.ico"))
+
+
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="dataset-list", permanent=False)),
+    path("favicon.ico", favicon_view),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -232,6 +232,27 @@ def confident_learning_flags(s, scores) -> ConfidentLearningResult:
     return ConfidentLearningResult(mask, t_pos, t_unl, noise_rate, margin)
 
 
+def _confident_learning_reason(score: float, cl: ConfidentLearningResult, *, n_flagged: int) -> str:
+    """Why confident learning flagged a positive, true to its score.
+
+    A positive at or below the unlabeled mean scores like U; the others were flagged as among
+    the lowest-scoring positives, which fill the estimated share of mislabeled ones (never one
+    scoring at or above the positives' mean).
+    """
+    share = f"about {cl.noise_rate:.0%} of positives look mislabeled"
+    if score <= cl.threshold_unlabeled:
+        return (
+            f"out-of-fold score {score:.3g} is at or below the unlabeled cases' mean "
+            f"{cl.threshold_unlabeled:.3g}: it scores like an unlabeled case "
+            f"(positives average {cl.threshold_positive:.3g}); {share}"
+        )
+    return (
+        f"out-of-fold score {score:.3g} is below the positives' mean {cl.threshold_positive:.3g} "
+        f"(unlabeled cases average {cl.threshold_unlabeled:.3g}): one of the {n_flagged} "
+        f"lowest-scoring positives, as {share}"
+    )
+
+
 def confident_clean_mask(s, scores, *, quantile: float = 0.5) -> np.ndarray:
     """Unlabeled cases with out-of-fold scores at or below ``quantile`` of U's scores.
 
@@ -447,9 +468,7 @@ def audit_labels(
         for i in np.flatnonzero(cl.mask):
             flag(i).add(
                 CONFIDENT_LEARNING,
-                f"out-of-fold score {p[i]:.3g} is at or below the unlabeled cases' mean "
-                f"{cl.threshold_unlabeled:.3g} (positives average {cl.threshold_positive:.3g}); "
-                f"about {cl.noise_rate:.0%} of positives look mislabeled",
+                _confident_learning_reason(p[i], cl, n_flagged=int(cl.mask.sum())),
                 min(1.0, max(0.0, 1.0 - p[i] / max(cl.threshold_positive, 1e-12))),
             )
         if neighbor_space is not None:

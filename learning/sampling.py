@@ -17,6 +17,7 @@ from sklearn.cluster import MiniBatchKMeans
 from sklearn.utils import check_random_state
 
 UNCERTAINTY_KINDS = ("threshold", "margin", "entropy")
+_EPS = 1e-12  # scores are clipped to [eps, 1 - eps] before taking log-odds
 
 
 @dataclass
@@ -34,7 +35,11 @@ class BatchSelection:
     rank_in_cluster : ndarray of int, shape (n_selected,)
         0 = most uncertain of its cluster (for top-score cases: rank among them).
     reason : list of str, length n_selected
-        A human-readable "why is this in my queue".
+        A human-readable "why is this in my queue", naming the threshold actually used.
+    threshold : float or None
+        The decision threshold the uncertainty was measured against (``uncertainty="threshold"``).
+    threshold_rule : str
+        Where that threshold came from, in words (e.g. "the score at the top 1% of all cases").
     """
 
     indices: np.ndarray
@@ -42,6 +47,8 @@ class BatchSelection:
     cluster: np.ndarray
     rank_in_cluster: np.ndarray
     reason: list[str]
+    threshold: float | None = None
+    threshold_rule: str = ""
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -57,9 +64,11 @@ def uncertainty_scores(
     scores : array-like of float, shape (n,)
         Probabilities in [0, 1].
     kind : {"threshold", "margin", "entropy"}
-        ``threshold``: closeness to ``threshold`` (1 at the threshold, 0 at the farthest end of
-        [0, 1]); ``margin``: closeness to 0.5, ``1 - |2p - 1|``; ``entropy``: binary entropy
-        in bits.
+        ``threshold``: closeness to ``threshold`` in odds, ``exp(-|logit p - logit t|)``: 1 at
+        the threshold, 0.5 where the odds are twice or half the threshold's, 0.1 at ten times.
+        Measured in odds because PU scores of rare positives crowd near 0: on a linear scale a
+        score of 0.0002 would look as uncertain as the threshold 0.00001 itself.
+        ``margin``: closeness to 0.5, ``1 - |2p - 1|``; ``entropy``: binary entropy in bits.
     threshold : float, optional
         Decision threshold for ``kind="threshold"``; required there.
 
@@ -71,14 +80,31 @@ def uncertainty_scores(
     if kind == "threshold":
         if threshold is None:
             raise ValueError("kind='threshold' needs a threshold")
-        reach = max(threshold, 1.0 - threshold)
-        return 1.0 - np.abs(p - threshold) / reach
+        return np.exp(-np.abs(_logit(p) - _logit(np.asarray(threshold, dtype=np.float64))))
     if kind == "margin":
         return 1.0 - np.abs(2.0 * p - 1.0)
     if kind == "entropy":
         q = np.clip(p, 1e-12, 1 - 1e-12)
         return -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
     raise ValueError(f"uncertainty must be one of {UNCERTAINTY_KINDS}, got {kind!r}")
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, _EPS, 1.0 - _EPS)
+    return np.log(q) - np.log1p(-q)
+
+
+def _fmt(score: float) -> str:
+    """A score as people read it: 4 decimals, or 3 significant digits below 0.001 (not 0.0000)."""
+    score = float(score)
+    if score == 0.0 or abs(score) >= 0.001:
+        return f"{score:.4f}"
+    return f"{score:.2e}"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _candidates(n_total: int, candidate_mask: np.ndarray | None) -> np.ndarray:
@@ -213,14 +239,19 @@ def select_batch(
     scores = np.asarray(scores, dtype=np.float64)
     cand = _candidates(len(scores), candidate_mask)
     n = min(int(n), len(cand))
+    rule, short_rule = "the given decision threshold", "given"
     if uncertainty == "threshold" and threshold is None:
         threshold = default_threshold(scores, top_fraction)
+        rule = f"the score at the top {100 * top_fraction:.3g}% of all cases"
+        short_rule = f"the top-{100 * top_fraction:.3g}% score"
     tiebreak = rng.random_sample(len(scores))
 
     n_top = int(round(n * top_score_share))
     top_idx = cand[_top(scores[cand], n_top, tiebreak[cand])] if n_top else cand[:0]
+    # Reasons fit in 200 characters (BatchItem.reason).
     reasons = [
-        f"top score: {scores[i]:.4f}, rank {r + 1} of the offerable cases"
+        f"top score {_fmt(scores[i])}: the {_ordinal(r + 1)} highest of the {len(cand):,} cases "
+        "not shown yet (chosen by score, not clustered)"
         for r, i in enumerate(top_idx)
     ]
     taken = np.zeros(len(scores), dtype=bool)
@@ -233,16 +264,12 @@ def select_batch(
     pool = rest[_top(u_all[rest], m, tiebreak[rest])] if n_rest > 0 else rest[:0]
     clusters = _cluster(np.asarray(X)[pool], n_clusters, rng) if len(pool) else pool
     picked, cluster_of, rank_of = _round_robin(pool, clusters, u_all, n_rest)
-    what = {
-        "threshold": f"near the threshold {threshold if threshold is not None else 0:.4f}",
-        "margin": "near 0.5",
-        "entropy": "high entropy",
-    }[uncertainty]
     sizes = np.bincount(clusters, minlength=1) if len(pool) else np.zeros(1, int)
+    n_clusters_used = len(np.unique(clusters)) if len(pool) else 0
     for i, c, r in zip(picked, cluster_of, rank_of, strict=True):
         reasons.append(
-            f"uncertain: score {scores[i]:.4f} {what}; cluster {c} "
-            f"(rank {r + 1} of {sizes[c]} uncertain cases there)"
+            f"uncertain {u_all[i]:.2f}: {_closeness(scores[i], uncertainty, threshold, short_rule)}"
+            f"; cluster {c} of {n_clusters_used}, {_ordinal(r + 1)} of its {sizes[c]:,} candidates"
         )
     indices = np.concatenate([top_idx, picked]).astype(np.intp)
     return BatchSelection(
@@ -251,7 +278,18 @@ def select_batch(
         cluster=np.concatenate([np.full(len(top_idx), -1), cluster_of]).astype(int),
         rank_in_cluster=np.concatenate([np.arange(len(top_idx)), rank_of]).astype(int),
         reason=reasons,
+        threshold=float(threshold) if uncertainty == "threshold" else None,
+        threshold_rule=rule if uncertainty == "threshold" else "",
     )
+
+
+def _closeness(score: float, kind: str, threshold: float | None, rule: str) -> str:
+    """How a score relates to what its uncertainty measures, e.g. "score 3.10e-05, above the
+    selection threshold 2.00e-05 (the top-1% score)"."""
+    if kind == "threshold":
+        side = "above" if score > threshold else "below" if score < threshold else "at"
+        return f"score {_fmt(score)}, {side} the selection threshold {_fmt(threshold)} ({rule})"
+    return f"score {_fmt(score)}, " + ("near 0.5" if kind == "margin" else "of high entropy")
 
 
 def _cluster(X: np.ndarray, n_clusters: int, rng: np.random.RandomState) -> np.ndarray:

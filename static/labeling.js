@@ -29,7 +29,27 @@
 
   function press(key) {
     var button = document.getElementById(KEYS[key]);
-    if (button && !button.disabled) button.click();
+    if (button && !button.disabled) { button.click(); return; }
+    refuse(key);
+  }
+
+  // A key with nothing to do says why, in place: never a silent no-op.
+  function refuse(key) {
+    var ws = workspace();
+    var host = ws || document.getElementById("queue-page");
+    if (!host) return;
+    var why = (ws && ws.dataset.readOnly) || "";
+    if (key === "u") {
+      why = "Nothing to undo here: you have no recent answer on this case or this dataset.";
+    } else if (!why) {
+      why = ws ? "There is no open question on this page." : "Start labeling first (Enter).";
+    }
+    var box = document.getElementById("key-refused") || document.createElement("div");
+    box.id = "key-refused";
+    box.className = "flash info";
+    box.setAttribute("role", "status");
+    box.textContent = "Key " + key + ": " + why;
+    if (!box.parentNode) host.insertBefore(box, host.children[1] || null);
   }
 
   function focusWorkspace() {

@@ -164,7 +164,11 @@ class DatasetImportApi(APIView):
             headers = {"Location": reverse("api-import-status", args=[upload_id])}
             return Response(self.StatusSerializer(status).data, status=202, headers=headers)
         result = upload_import(
-            upload_id=upload_id, name=fields["name"], replace=fields["replace"], user=request.user
+            upload_id=upload_id,
+            name=fields["name"],
+            replace=fields["replace"],
+            user=request.user,
+            discard=True,
         )
         if result["state"] == "rejected":
             raise ImportRefused(result["report"])

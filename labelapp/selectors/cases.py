@@ -270,6 +270,24 @@ def case_batch_item(case: Case) -> BatchItem | None:
     )
 
 
+def case_score_rank(case: Case) -> dict[str, str] | None:
+    """Where the case's score ranks among the current scores of all the dataset's cases.
+
+    Rank 1 is the highest; tied scores share the best rank. Read from ``score_percentile``
+    (the share of cases scoring at most as high, written with the scores), so no query.
+    """
+    n = case.dataset.n_cases
+    if case.score_percentile is None or not n:
+        return None
+    rank = round(n * (1.0 - case.score_percentile / 100.0)) + 1
+    top = 100.0 * rank / n
+    return {
+        "rank": f"{rank:,}",
+        "of": f"{n:,}",
+        "top_percent": f"{top:.1f}" if top >= 1 else f"{top:.2g}",
+    }
+
+
 def batch_size(item: BatchItem) -> int:
     return BatchItem.objects.filter(iteration_id=item.iteration_id).count()
 

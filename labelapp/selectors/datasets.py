@@ -73,3 +73,54 @@ def dataset_pool_counts(dataset: Dataset) -> dict[str, int]:
         counts[state] = n
     counts[PoolState.UNLABELED.value] = max(0, dataset.n_cases - sum(counts.values()))
     return counts
+
+
+#: How the dataset page names each pool state, in the loop's order, with what it means.
+POOL_STATE_ROWS = (
+    (PoolState.POSITIVE, "Seed positives", "marked positive at import (rules, other models)"),
+    (PoolState.CONFIRMED, "Confirmed cash-out", "by an expert; trains as a positive"),
+    (
+        PoolState.SHOWN,
+        "In a batch, not answered yet",
+        "selected by an iteration for the experts, opened or not",
+    ),
+    (PoolState.SKIPPED, "Skipped", "an expert could not judge it; a later batch may offer it"),
+    (
+        PoolState.NOT_CONFIRMED,
+        "Not confirmed",
+        "answered without evidence; trains as unlabeled, never offered again",
+    ),
+    (PoolState.UNLABELED, "Unlabeled", "never in a batch"),
+)
+
+
+def dataset_pool_rows(dataset: Dataset) -> list[dict[str, object]]:
+    """The dataset page's pool table: one row per state with a human label and its meaning.
+
+    The "in a batch" row also says how many of those cases an expert holds open right now:
+    being in a batch is not being opened.
+    """
+    from django.utils import timezone
+
+    from labelapp.models import BatchItem
+
+    counts = dataset_pool_counts(dataset)
+    held = (
+        BatchItem.objects.filter(
+            iteration__dataset=dataset,
+            status=BatchItem.Status.OPEN,
+            case__pool_state=PoolState.SHOWN,
+            assigned_to__isnull=False,
+            lease_expires_at__gt=timezone.now(),
+        )
+        .values("case")
+        .distinct()
+        .count()
+    )
+    rows = []
+    for state, label, meaning in POOL_STATE_ROWS:
+        row = {"state": state.value, "label": label, "meaning": meaning, "n": counts[state.value]}
+        if state == PoolState.SHOWN:
+            row["held"] = held
+        rows.append(row)
+    return rows

@@ -10,6 +10,19 @@ from django.utils import timezone
 
 from labelapp.models import Dataset, Iteration, ModelVersion
 
+#: What ``progress_done``/``progress_total`` count in each stage (pretraining: seconds of its
+#: time budget, so that its ETA is the budget left).
+STAGE_UNITS = {
+    "pretrain": "s",
+    "embed": "cases",
+    "features": "cases",
+    "train": "EM rounds",
+    "score": "cases",
+    "finalize": "cases",
+}
+#: A linear ETA from the first few percent of a stage mostly measures its start-up: not shown.
+ETA_MIN_FRACTION = 0.05
+
 
 @dataclass
 class Progress:
@@ -18,6 +31,7 @@ class Progress:
     stage_elapsed_s: float | None
     eta_s: float | None
     active: bool
+    unit: str = ""
 
 
 def iteration_list(dataset: Dataset) -> QuerySet[Iteration]:
@@ -25,7 +39,11 @@ def iteration_list(dataset: Dataset) -> QuerySet[Iteration]:
 
 
 def iteration_progress(iteration: Iteration) -> Progress:
-    """Percent of the current stage, time since start, and a linear ETA for the stage."""
+    """Percent of the current stage, time since start, and an ETA for the stage.
+
+    A stage counted in seconds of a budget (pretraining) ends when the budget is spent; others
+    get a linear ETA once :data:`ETA_MIN_FRACTION` of them is done.
+    """
     now = timezone.now()
     active = iteration.status in Iteration.ACTIVE_STATUSES
     end = now if active else (iteration.finished_at or now)
@@ -34,14 +52,17 @@ def iteration_progress(iteration: Iteration) -> Progress:
         (end - iteration.stage_started_at).total_seconds() if iteration.stage_started_at else None
     )
     percent = eta = None
+    unit = STAGE_UNITS.get(iteration.stage, "")
     if iteration.status == Iteration.Status.DONE:
         percent = 100.0
     elif iteration.progress_total:
         fraction = min(iteration.progress_done / iteration.progress_total, 1.0)
         percent = round(100.0 * fraction, 1)
-        if active and fraction > 0 and stage_elapsed is not None:
+        if active and unit == "s":
+            eta = float(max(iteration.progress_total - iteration.progress_done, 0))
+        elif active and fraction >= ETA_MIN_FRACTION and stage_elapsed is not None:
             eta = stage_elapsed * (1 - fraction) / fraction
-    return Progress(percent, elapsed, stage_elapsed, eta, active)
+    return Progress(percent, elapsed, stage_elapsed, eta, active, unit)
 
 
 def iteration_history(dataset: Dataset) -> list[dict[str, Any]]:

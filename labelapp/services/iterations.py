@@ -193,7 +193,11 @@ def iteration_cancel(*, iteration: Iteration, user: Any = None, via: str = "page
 def iteration_fail(
     *, iteration_id: int, error: str, exc: BaseException | None = None, from_status: str = "running"
 ) -> bool:
-    """Mark an active iteration failed with its error (and traceback in the log)."""
+    """Mark an active iteration failed with its error (and traceback in the log).
+
+    Its half-written artifacts (the ``.staging-*`` folders of its attempt) go too: a failed
+    attempt never publishes them, and a worker killed mid-run cannot remove them itself.
+    """
     lines = [f"FAILED: {error}"]
     if exc is not None:
         lines.append("".join(traceback.format_exception(exc)).rstrip())
@@ -203,6 +207,11 @@ def iteration_fail(
         finished_at=timezone.now(),
         log=Concat("log", _value(_log_line("\n".join(lines)))),
     )
+    if changed:
+        from labelapp.services.model_versions import staging_dirs_remove
+
+        failed = Iteration.objects.select_related("dataset").get(pk=iteration_id)
+        staging_dirs_remove(failed.dataset, iteration_id)
     return bool(changed)
 
 

@@ -337,14 +337,19 @@ def stage_embed(run: Run) -> None:
     key = encoders_api.dataset_fingerprint(run.snapshot)
     encoder = folder / f"encoder-{key}.pt"
 
-    def progress(done: int, total: int, info: dict | None = None) -> None:
-        rep.progress(done, total)
-
     if not encoder.exists():
         minutes = run.loop.params.encoder_minutes
-        rep.stage("pretrain", note=f"no encoder for this data yet: pretraining for {minutes:g} min")
+        budget_s = max(1, round(minutes * 60))
+        rep.stage(
+            "pretrain",
+            total=budget_s,
+            note=f"no encoder for this data yet: pretraining for {minutes:g} min "
+            "(progress in seconds of that budget)",
+        )
         tmp = folder / f".encoder-{key}-{os.getpid()}.pt"
-        encoders_api.pretrain_for_dataset(run.snapshot, tmp, minutes=minutes, progress=progress)
+        encoders_api.pretrain_for_dataset(
+            run.snapshot, tmp, minutes=minutes, progress=pretrain_progress(rep, budget_s)
+        )
         tmp.replace(encoder)
     else:
         rep.log(f"reusing encoder {encoder.name}")
@@ -362,6 +367,23 @@ def stage_embed(run: Run) -> None:
     config = checkpoint.load_raw(encoder)["config"]
     run.metrics["encoder"] = {"file": encoder.name, "max_len": config.get("max_len")}
     rep.log(f"embeddings {run.embeddings.shape} from {encoder.name}")
+
+
+def pretrain_progress(rep: Reporter, budget_s: int):
+    """Pretraining's progress callback: seconds spent of the time budget, out of the budget.
+
+    The encoder reports steps against a total it re-estimates from its speed at every call (the
+    first steps are slow), so its totals jump; the budget is known from the start and does not.
+    """
+
+    def progress(done: int, total: int, info: dict | None = None) -> None:
+        elapsed = (info or {}).get("elapsed_s")
+        if elapsed is None:
+            rep.progress(done, total)
+        else:
+            rep.progress(min(int(elapsed), budget_s), budget_s)
+
+    return progress
 
 
 def stage_features(run: Run) -> None:
@@ -567,8 +589,13 @@ def stage_select(run: Run) -> None:
     run.selection = run.loop.select(run.scores, X, run.states, iteration=run.iteration.number)
     candidates = offerable_mask(run.states)
     assert candidates[run.selection.indices].all()
-    rep.log(f"selected {len(run.selection.indices)} of {int(candidates.sum()):,} offerable cases")
+    sel = run.selection
+    threshold = "" if sel.threshold is None else f" (selection threshold {sel.threshold:.3g})"
+    rep.log(f"selected {len(sel.indices)} of {int(candidates.sum()):,} offerable cases{threshold}")
     run.metrics.update(_metrics(run))
+    # What the batch's uncertainty and reasons were measured against (not the spy threshold).
+    run.metrics["selection_threshold"] = sel.threshold
+    run.metrics["selection_threshold_rule"] = sel.threshold_rule
 
 
 def _metrics(run: Run) -> dict[str, Any]:

@@ -138,6 +138,28 @@ def queue_progress(*, dataset: Dataset, user: Any | None = None) -> dict[str, in
     return counts
 
 
+def earlier_batches_open(dataset: Dataset) -> list[dict[str, int]]:
+    """Open items of batches older than the current one: the queue no longer offers them.
+
+    One row per such iteration, newest first: ``{"number": N, "open": count}``.
+    """
+    current = current_batch_iteration(dataset)
+    if current is None:
+        return []
+    rows = (
+        BatchItem.objects.filter(
+            iteration__dataset=dataset,
+            iteration__number__lt=current.number,
+            status=BatchItem.Status.OPEN,
+        )
+        .order_by()
+        .values("iteration__number")
+        .annotate(n=Count("id"))
+        .order_by("-iteration__number")
+    )
+    return [{"number": row["iteration__number"], "open": row["n"]} for row in rows]
+
+
 def batch_request_double_labeling(
     *, user: Any, iteration: Iteration, fraction: float, random_state: int | None = None
 ) -> int:

@@ -76,11 +76,17 @@ def upload_status(upload_id: str) -> dict[str, Any] | None:
         return None
 
 
-def upload_import(*, upload_id: str, name: str, replace: bool, user: Any = None) -> dict:
+def upload_import(
+    *, upload_id: str, name: str, replace: bool, user: Any = None, discard: bool = False
+) -> dict:
     """Import an uploaded folder; returns (and stores) the final status.
 
     States: ``queued`` -> ``running`` (stage, done, total) -> ``imported`` | ``rejected``
     (with the report) | ``failed`` (with the error). The data files are removed afterwards.
+    ``discard``: remove the whole folder, status included, instead of storing the final status
+    (an import the caller answers at once, with nobody polling its status later). The folders
+    of imports run by a worker, kept for their status page, go after a day
+    (:func:`labelapp.services.housekeeping.leftovers_remove`).
     """
     folder = upload_folder(upload_id)
     last = 0.0
@@ -109,7 +115,10 @@ def upload_import(*, upload_id: str, name: str, replace: bool, user: Any = None)
         status = {"state": "rejected", "report": exc.report.to_dict()}
     except Exception as exc:  # shown on the page; the worker logs the traceback
         status = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
-        status_write(upload_id, status)
+        if discard:
+            upload_discard(upload_id)
+        else:
+            status_write(upload_id, status)
         raise
     else:
         status = {
@@ -121,7 +130,10 @@ def upload_import(*, upload_id: str, name: str, replace: bool, user: Any = None)
     finally:
         for path in files.values():
             path.unlink(missing_ok=True)
-    status_write(upload_id, status)
+    if discard:
+        upload_discard(upload_id)
+    else:
+        status_write(upload_id, status)
     return status
 
 

@@ -9,6 +9,7 @@ from celery import shared_task
 from labelapp.models import Iteration
 from labelapp.services.chunks import chunk_claim
 from labelapp.services.embedding import embedding_chunks_help
+from labelapp.services.housekeeping import leftovers_remove
 from labelapp.services.iterations import iteration_reap_stale
 from labelapp.services.model_versions import case_scores_sync_pending
 from labelapp.services.pipeline import score_chunk
@@ -47,9 +48,10 @@ def iteration_embed_chunks(iteration_id: int, encoder: str, snapshot: str, out_p
 
 
 @shared_task(name="labelapp.iteration_reap_stale")
-def iteration_reap_stale_task() -> int:
-    """Mark iterations whose worker stopped beating as failed, and finish any ``Case.score``
-    copy a killed worker left half done (run it from celery beat)."""
+def iteration_reap_stale_task() -> dict:
+    """Mark iterations whose worker stopped beating as failed, finish any ``Case.score`` copy a
+    killed worker left half done, and remove old leftovers of killed runs (celery beat runs it
+    every ``ITERATION_REAP_INTERVAL_S`` seconds: ``CELERY_BEAT_SCHEDULE``)."""
     reaped = iteration_reap_stale()
-    case_scores_sync_pending()
-    return reaped
+    synced = case_scores_sync_pending()
+    return {"reaped": reaped, "scores_synced": synced, "removed": leftovers_remove()}

@@ -7,7 +7,7 @@ from django.shortcuts import render
 
 from labelapp.models import Dataset
 from labelapp.roles import expert_required
-from labelapp.selectors.datasets import dataset_detail, dataset_list, dataset_pool_counts
+from labelapp.selectors.datasets import dataset_detail, dataset_list, dataset_pool_rows
 
 
 @expert_required
@@ -26,7 +26,7 @@ def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:
         "labelapp/dataset_detail.html",
         {
             "dataset": dataset,
-            "pool_counts": dataset_pool_counts(dataset),
+            "pool_rows": dataset_pool_rows(dataset),
             "report": dataset.import_report or {},
             "scores_updating": dataset.case_scores_pending,
         },

@@ -46,7 +46,11 @@ def dataset_import_view(request: HttpRequest) -> HttpResponse:
         )
         return redirect("dataset-import-status", upload_id=upload_id)
     status = upload_import(
-        upload_id=upload_id, name=data["name"], replace=data["replace"], user=request.user
+        upload_id=upload_id,
+        name=data["name"],
+        replace=data["replace"],
+        user=request.user,
+        discard=True,
     )
     if status["state"] == "imported":
         messages.success(

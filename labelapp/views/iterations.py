@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
 from labelapp.charts import bar_chart, line_chart
@@ -25,6 +25,7 @@ from labelapp.services.iterations import (
     iteration_reap_stale,
     iteration_retry,
 )
+from labelapp.workers import no_worker_message
 
 
 class IterationLaunchForm(forms.Form):
@@ -106,11 +107,16 @@ def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Iteration #{iteration.number} queued.")
-            return redirect("iteration-detail", pk=iteration.pk)
+            return redirect(iteration_url(iteration))
     return render(
         request,
         "labelapp/iteration_launch.html",
-        {"dataset": dataset, "form": form, "active": active_iteration(dataset)},
+        {
+            "dataset": dataset,
+            "form": form,
+            "active": active_iteration(dataset),
+            "no_worker": no_worker_message(),
+        },
     )
 
 
@@ -121,6 +127,7 @@ def _detail_context(iteration: Iteration) -> dict:
         "dataset": iteration.dataset,
         "progress": iteration_progress(iteration),
         "metrics": metrics,
+        "no_worker": (no_worker_message() if iteration.status == Iteration.Status.QUEUED else None),
     }
     hist = metrics.get("score_histogram")
     if hist:
@@ -144,13 +151,27 @@ def _detail_context(iteration: Iteration) -> dict:
 
 
 @expert_required
-def iteration_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
-    iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
+def iteration_detail_view(request: HttpRequest, name: str, number: int) -> HttpResponse:
+    """An iteration's page, at its dataset and number: ``#2`` of a dataset is ``.../2/``."""
+    iteration = get_object_or_404(
+        Iteration.objects.select_related("dataset", "retry_of"), dataset__name=name, number=number
+    )
     iteration_reap_stale(dataset=iteration.dataset)
     iteration.refresh_from_db()
     context = _detail_context(iteration)
     context["batch"] = iteration.batch.select_related("case", "assigned_to")[:200]
     return render(request, "labelapp/iteration_detail.html", context)
+
+
+@expert_required
+def iteration_by_id_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Old links by database id (and the API's ids) lead to the page by dataset and number."""
+    iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
+    return redirect(iteration_url(iteration))
+
+
+def iteration_url(iteration: Iteration) -> str:
+    return reverse("iteration-detail", args=[iteration.dataset.name, iteration.number])
 
 
 @expert_required
@@ -171,31 +192,36 @@ def iteration_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
 @admin_required
 @require_POST
 def iteration_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
-    iteration = get_object_or_404(Iteration, pk=pk)
+    iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
     if iteration_cancel(iteration=iteration, user=request.user):
         messages.success(request, f"Iteration #{iteration.number} cancelled.")
     else:
         messages.warning(request, f"Iteration #{iteration.number} had already ended.")
-    return redirect("iteration-detail", pk=pk)
+    return redirect(iteration_url(iteration))
 
 
 @admin_required
 @require_POST
 def iteration_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
-    iteration = get_object_or_404(Iteration, pk=pk)
+    iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
     try:
         retry = iteration_retry(iteration=iteration, user=request.user)
     except (IterationAlreadyActive, IterationParamsError) as exc:
         messages.error(request, str(exc))
-        return redirect("iteration-detail", pk=pk)
+        return redirect(iteration_url(iteration))
     messages.success(request, f"Retry queued as iteration #{retry.number}.")
-    return redirect("iteration-detail", pk=retry.pk)
+    return redirect(iteration_url(retry))
 
 
 urlpatterns = [
     path("datasets/<slug:name>/iterations/", iteration_list_view, name="iteration-list"),
     path("datasets/<slug:name>/iterations/new/", iteration_launch_view, name="iteration-launch"),
-    path("iterations/<int:pk>/", iteration_detail_view, name="iteration-detail"),
+    path(
+        "datasets/<slug:name>/iterations/<int:number>/",
+        iteration_detail_view,
+        name="iteration-detail",
+    ),
+    path("iterations/<int:pk>/", iteration_by_id_view, name="iteration-by-id"),
     path("iterations/<int:pk>/progress/", iteration_progress_view, name="iteration-progress"),
     path("iterations/<int:pk>/cancel/", iteration_cancel_view, name="iteration-cancel"),
     path("iterations/<int:pk>/retry/", iteration_retry_view, name="iteration-retry"),

@@ -27,6 +27,7 @@ from labelapp.services.labels import LabelError, label_create, label_undo
 from labelapp.services.queue import (
     batch_request_double_labeling,
     current_batch_iteration,
+    earlier_batches_open,
     queue_lease_for_case,
     queue_next_case,
     queue_progress,
@@ -94,6 +95,7 @@ def queue_view(request: HttpRequest, name: str) -> HttpResponse:
         "iteration": iteration,
         "progress": queue_progress(dataset=dataset, user=request.user),
         "recent": recent_answers(user=request.user, dataset=dataset),
+        "earlier_open": earlier_batches_open(dataset),
         "items": None,
         "now": timezone.now(),
     }
@@ -162,6 +164,31 @@ def _workspace_context(
     if item is None or item.case_id != case.pk:
         item = case_selectors.case_batch_item(case)
     labels = case_selectors.case_labels(case)
+    my_answer = next(
+        (
+            lbl
+            for lbl in labels
+            if lbl.user_id == request.user.pk
+            and lbl.answer != Label.Answer.UNDONE
+            and not any(u.undoes_id == lbl.pk for u in labels)
+        ),
+        None,
+    )
+    undoable = context["undoable"]
+    read_only = _read_only_reason(
+        case, item, my_answer, undoable_here=bool(undoable and undoable.case_id == case.pk)
+    )
+    context.update(
+        {
+            "my_answer": my_answer,
+            "read_only": read_only,
+            # On a case the expert cannot answer, an undo button for some other case they
+            # answered last is a trap: only this case's own answer may be undone from here.
+            "undoable": undoable
+            if not read_only or (undoable and undoable.case_id == case.pk)
+            else None,
+        }
+    )
     context.update(
         {
             "item": item,
@@ -172,26 +199,36 @@ def _workspace_context(
                 if item
                 else 0
             ),
+            "score_rank": case_selectors.case_score_rank(case),
             "features": case_selectors.case_feature_rows(case),
             "timeline": case_selectors.case_timeline(case),
             "contributions": case_selectors.score_contributions(case),
             "labels": labels,
             "entity_labels": case_selectors.entity_labels(case),
-            "my_answer": next(
-                (
-                    lbl
-                    for lbl in labels
-                    if lbl.user_id == request.user.pk
-                    and lbl.answer != Label.Answer.UNDONE
-                    and not any(u.undoes_id == lbl.pk for u in labels)
-                ),
-                None,
-            ),
             "idempotency_key": uuid.uuid4().hex,
             "shown_at": f"{time.time():.3f}",
         }
     )
     return context
+
+
+def _read_only_reason(
+    case: Case, item: BatchItem | None, my_answer: Label | None, *, undoable_here: bool
+) -> str:
+    """Why this case takes no answer from this user here ("" when it does)."""
+    if my_answer is not None:
+        how = (
+            "press u to undo it and answer again"
+            if undoable_here
+            else "only your latest answer can be undone (within 2 hours)"
+        )
+        return (
+            f"Not in your queue: you already answered case {case.case_id} "
+            f"({my_answer.get_answer_display()}); {how}."
+        )
+    if item is not None and item.status == BatchItem.Status.ANSWERED:
+        return f"Not in your queue: case {case.case_id} is already answered."
+    return ""
 
 
 def _render_workspace(

@@ -19,6 +19,7 @@ from labelapp.services.model_versions import (
     ModelVersionError,
     model_version_promote,
     model_version_rollback,
+    previous_current_version,
 )
 
 
@@ -29,7 +30,13 @@ def model_list_view(request: HttpRequest, name: str) -> HttpResponse:
     return render(
         request,
         "labelapp/model_list.html",
-        {"dataset": dataset, "versions": versions, "current_id": dataset.current_model_id},
+        {
+            "dataset": dataset,
+            "versions": versions,
+            "current_id": dataset.current_model_id,
+            # Offered only when there is a version to go back to (not with a single version).
+            "rollback_to": previous_current_version(dataset) if dataset.current_model_id else None,
+        },
     )
 
 

@@ -78,7 +78,15 @@ def outsider_client(outsider_user):
     return _client_for(Client, outsider_user)
 
 
-def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | None = None):
+def start_worker(
+    queue: str,
+    *,
+    pool: str = "solo",
+    extra_env: dict[str, str] | None = None,
+    beat_schedule: Path | None = None,
+):
+    """A real worker process on ``queue`` (its tasks' default queue too); with
+    ``beat_schedule``, celery beat runs inside it (``-B``) with its state in that file."""
     env = os.environ.copy()
     env.update(
         {
@@ -94,7 +102,7 @@ def start_worker(queue: str, *, pool: str = "solo", extra_env: dict[str, str] | 
     # One log per process: two workers on one queue must not write over each other's file.
     log = open(REPO_ROOT / "var" / f"worker-{queue}-{uuid.uuid4().hex[:6]}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        worker_command(queue, pool=pool),
+        worker_command(queue, pool=pool, beat_schedule=beat_schedule),
         cwd=REPO_ROOT,
         env=env,
         stdout=log,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -230,6 +231,10 @@ def test_import_rejected_with_a_report(world):
     assert body["code"] == "import_rejected" and "nothing was written" in body["detail"]
     assert body["report"]["problems"]
     assert not Dataset.objects.filter(name="bad").exists()
+    from django.conf import settings
+
+    left = {path.name for path in Path(settings.UPLOADS_DIR).iterdir()}
+    assert left == {world.upload_id}, "a rejected upload leaves no folder"
 
 
 def test_import_then_status_and_report(world):

@@ -123,6 +123,20 @@ def test_bundle_from_the_api_scores_like_the_app(loop_env, tmp_path, use_embeddi
     np.testing.assert_allclose(outside.to_numpy(), app_scores, rtol=0, atol=1e-6)
     assert app_scores.std() > 0.01  # real, varied scores, not a constant
 
+    # The README's way for a newcomer: export_cases writes a cases file (and the events the
+    # sequence model needs), which the scorer takes as it is.
+    exported = tmp_path / "exported"
+    call_command("export_cases", "--dataset", "roundtrip", "--out", str(exported), "--limit", "50")
+    exported_cases = pd.read_parquet(exported / "cases.parquet")
+    assert len(exported_cases) == 50 and not {"row", "label"} & set(exported_cases.columns)
+    run = _score_outside(bundle, exported, tmp_path / "exported.csv", events=use_embeddings)
+    assert run.returncode == 0, run.stderr
+    outside = pd.read_csv(tmp_path / "exported.csv").set_index("case_id")["score"]
+    np.testing.assert_allclose(outside.to_numpy(), [app[c] for c in outside.index], atol=1e-6)
+    if use_embeddings:  # what the README's old example did: refused with a message
+        run = _score_outside(bundle, exported, tmp_path / "no-events.csv", events=False)
+        assert run.returncode == 2 and "pass the cases' events" in run.stderr
+
     # The API's scoring endpoint: the same scores for posted cases (and events).
     cases = pd.read_parquet(folder / "cases.parquet").head(25)
     body = {"model_version": version.pk, "cases": _records(cases)}

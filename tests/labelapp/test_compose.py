@@ -21,7 +21,7 @@ def command_text(service: dict) -> str:
 
 
 def test_services(compose):
-    assert set(compose["services"]) == {"db", "redis", "web", "worker"}
+    assert set(compose["services"]) == {"db", "redis", "web", "worker", "beat"}
     assert compose["services"]["db"]["image"].startswith("postgres:")
     assert compose["services"]["redis"]["image"].startswith("redis:")
 
@@ -44,10 +44,15 @@ def test_commands(compose):
     worker = command_text(compose["services"]["worker"])
     assert worker.startswith("celery -A labelapp worker")
     assert compose["services"]["web"]["ports"] == ["8000:8000"]
+    # One beat sends the reaper on its schedule (a dead worker's iteration fails within 60 s).
+    beat = compose["services"]["beat"]
+    assert command_text(beat).startswith("celery -A labelapp beat")
+    assert beat["volumes"] == compose["services"]["worker"]["volumes"]
+    assert "/data/" in command_text(beat)  # its schedule file on the volume, not in the image
 
 
 def test_environment_points_at_the_services(compose):
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "beat"):
         env = compose["services"][name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://") and "@db:5432/" in env["DATABASE_URL"]
         assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")

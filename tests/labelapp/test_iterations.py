@@ -211,12 +211,20 @@ def test_iteration_pages_show_progress_metrics_and_history(
     dataset, _ = loop_dataset
     iteration = _queued(dataset)
     iteration_execute(iteration_id=iteration.pk)
-    page = reverse("iteration-detail", args=[iteration.pk])
+    page = reverse("iteration-detail", args=[dataset.name, iteration.number])
     assert outsider_client.get(page).status_code == 403
     response = expert_client.get(page)
     assert response.status_code == 200
     body = response.content.decode()
     assert "Spy threshold" in body and "<svg" in body and "Reliable negatives" in body
+    # The batch's reasons name the threshold the page shows as the selection threshold.
+    iteration.refresh_from_db()
+    threshold = iteration.metrics["selection_threshold"]
+    assert 'id="selection-threshold"' in body and f"{threshold:.3g}" in body
+    reasons = list(iteration.batch.exclude(cluster=-1).values_list("reason", flat=True))
+    shown = f"{threshold:.4f}" if threshold >= 0.001 else f"{threshold:.2e}"
+    assert reasons and all(f"selection threshold {shown}" in r for r in reasons)
+    assert "cluster -1" not in body
     fragment = expert_client.get(reverse("iteration-progress", args=[iteration.pk]))
     assert fragment.status_code == 200 and b"done" in fragment.content
     listing = expert_client.get(reverse("iteration-list", args=[dataset.name]))
@@ -228,6 +236,9 @@ def test_model_pages_compare_promote_rollback(loop_dataset, admin_client, expert
     dataset, _ = loop_dataset
     for params in ({}, {"n_estimators": 60}):
         iteration_execute(iteration_id=_queued(dataset, **params).pk)
+        # With one version there is nothing to roll back to: no button.
+        listing = admin_client.get(reverse("model-list", args=[dataset.name])).content.decode()
+        assert ('id="rollback"' in listing) == (dataset.model_versions.count() > 1)
     dataset.refresh_from_db()
     v2 = dataset.current_model
     v1 = v2.parent
@@ -331,3 +342,69 @@ def test_knn_feature_iteration_trains_on_the_share_of_known_positives(loop_datas
     # The version page lists the parameter.
     page = expert_client.get(reverse("model-detail", args=[version.pk]))
     assert page.status_code == 200 and b"knn_feature" in page.content
+
+
+def test_iteration_page_is_addressed_by_its_number(loop_dataset, expert_client):
+    """The page of iteration #2 is .../iterations/2/ and says #2; links by database id (which
+    differ from the number as soon as a second dataset exists) lead to it."""
+    dataset, _ = loop_dataset
+    other = Dataset.objects.create(name="other", status=Dataset.Status.READY)
+    Iteration.objects.create(dataset=other, number=1)  # takes an id: ids and numbers part ways
+    Iteration.objects.filter(pk=_queued(dataset).pk).update(status="done")
+    second = _queued(dataset)
+    assert second.number == 2 and second.pk != second.number
+    url = reverse("iteration-detail", args=[dataset.name, 2])
+    assert url == f"/datasets/{dataset.name}/iterations/2/"
+    html = expert_client.get(url).content.decode()
+    assert "<title>Iteration #2 · loopdata</title>" in html
+    old = expert_client.get(f"/iterations/{second.pk}/")
+    assert old.status_code == 302 and old["Location"] == url
+    listing = expert_client.get(reverse("iteration-list", args=[dataset.name])).content.decode()
+    assert f'href="{url}"' in listing
+
+
+def test_eta_is_steady_through_pretraining_and_early_stages(loop_dataset):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from labelapp.selectors.iterations import iteration_progress
+    from labelapp.services.pipeline import pretrain_progress
+
+    dataset, _ = loop_dataset
+    # The encoder re-estimates its step total at every report; the page gets the budget.
+    reported = []
+
+    class Reporter:
+        def progress(self, done, total=None):
+            reported.append((done, total))
+
+    callback = pretrain_progress(Reporter(), budget_s=300)
+    for step, total, elapsed in ((1, 5766, 0.9), (10, 185, 9.8), (20, 164, 21.0), (90, 179, 150)):
+        callback(step, total, {"elapsed_s": elapsed})
+    assert [total for _, total in reported] == [300] * 4
+    assert [done for done, _ in reported] == [0, 9, 21, 150]
+
+    iteration = _queued(dataset)
+    now = timezone.now()
+    # One minute of loading data before the first step: the ETA is still the budget left.
+    Iteration.objects.filter(pk=iteration.pk).update(
+        status="running",
+        stage="pretrain",
+        progress_done=1,
+        progress_total=300,
+        started_at=now - timedelta(seconds=65),
+        stage_started_at=now - timedelta(seconds=61),
+    )
+    iteration.refresh_from_db()
+    progress = iteration_progress(iteration)
+    assert progress.eta_s == 299 and progress.unit == "s"
+    # A linear ETA from 1 of 40 done would mostly measure the start-up: none until 5%.
+    Iteration.objects.filter(pk=iteration.pk).update(
+        stage="score", progress_done=1, progress_total=40
+    )
+    iteration.refresh_from_db()
+    assert iteration_progress(iteration).eta_s is None
+    Iteration.objects.filter(pk=iteration.pk).update(progress_done=10)
+    iteration.refresh_from_db()
+    assert iteration_progress(iteration).eta_s == pytest.approx(61 * 3, rel=0.05)

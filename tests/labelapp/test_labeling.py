@@ -473,3 +473,84 @@ def test_an_answer_after_the_lease_ran_out_is_not_stored(batch, expert_user, sec
     assert "ran out and another expert took it" in response.content.decode()
     assert not Label.objects.exists()
     assert reload(item).assigned_to == second_expert
+
+
+# --- issue 15: what a newcomer tripped over on the labeling pages ------------------------------
+
+
+def test_case_page_ranks_the_score_and_names_top_score_picks(admin_client):
+    from labelapp.services.model_versions import score_percentiles
+
+    dataset = make_dataset(n_cases=20)
+    cases = list(dataset.cases.order_by("row"))
+    scores = np.array([0.581 if c.row == 0 else 0.001 if c.row == 1 else 0.0 for c in cases])
+    for case, score, pct in zip(cases, scores, score_percentiles(scores), strict=True):
+        case.score, case.score_percentile = score, pct
+        case.save(update_fields=["score", "score_percentile"])
+    items = make_batch(dataset, cases=cases[:2])
+    BatchItem.objects.filter(pk=items[0].pk).update(
+        cluster=-1, rank_in_cluster=0, uncertainty=0.0, reason="top score 0.5810"
+    )
+    top = admin_client.get(reverse("case-detail", args=[cases[0].pk])).content.decode()
+    second = admin_client.get(reverse("case-detail", args=[cases[1].pk])).content.decode()
+    # Rank among the current scores: 0.581 is 1st, 0.001 2nd (not "99.8" for both).
+    assert "1 of 20" in top and "2 of 20" in second
+    assert "top score" in top and "(not clustered)" in top
+    assert "<dd>-1</dd>" not in top and "Uncertainty" not in top.split('id="why"')[1][:600]
+
+
+def test_a_case_outside_the_queue_says_why_and_offers_no_foreign_undo(batch, expert_user):
+    first, second = batch[0], batch[1]
+    label_create(user=expert_user, case=first.case, answer="not_confirmed")
+    label_create(user=expert_user, case=second.case, answer="confirmed")
+    client = Client()
+    client.force_login(expert_user)
+    html = client.get(reverse("case-detail", args=[first.case_id])).content.decode()
+    # Read only, and it says so where the keys are; no undo button for the other case.
+    assert 'id="read-only"' in html and "Not in your queue" in html
+    assert "data-read-only=" in html
+    assert 'id="btn-confirm"' not in html and 'id="btn-undo"' not in html
+    assert second.case.case_id not in html.split('id="answer"')[1].split("</section>")[0]
+    # The case answered last may be undone from its own page.
+    html = client.get(reverse("case-detail", args=[second.case_id])).content.decode()
+    assert "press u to undo it" in html and 'id="btn-undo"' in html
+
+
+def test_queue_page_has_the_key_help_and_skip_is_described_one_way(batch, expert_client):
+    dataset = batch[0].iteration.dataset
+    queue = expert_client.get(reverse("queue", args=[dataset.name])).content.decode()
+    case = expert_client.get(reverse("case-detail", args=[batch[0].case_id])).content.decode()
+    assert '<dialog id="help"' in queue  # what "?" opens (the case page always had it)
+    skip = "you cannot judge it now; the case leaves this batch and may be offered again"
+    assert skip in queue and skip in case
+    assert "leave it for someone else" not in queue + case
+    assert "it may come back later" not in queue + case
+
+
+def test_queue_page_says_the_earlier_batch_is_no_longer_offered(expert_client, expert_user):
+    dataset = make_dataset(n_cases=20)
+    old = make_batch(dataset, size=3)
+    label_create(user=expert_user, case=old[0].case, answer="confirmed")
+    make_batch(dataset, size=2)
+    html = expert_client.get(reverse("queue", args=[dataset.name])).content.decode()
+    assert 'id="earlier-batches"' in html
+    assert "2 cases of iteration #1" in html and "no longer offered" in html
+
+
+@pytest.mark.parametrize("page", ["queue", "case", "stats", "stats-dataset", "patterns"])
+def test_navigation_names_each_page_once(batch, admin_client, page):
+    import re
+
+    dataset = batch[0].iteration.dataset
+    url = {
+        "queue": reverse("queue", args=[dataset.name]),
+        "case": reverse("case-detail", args=[batch[0].case_id]),
+        "stats": reverse("expert-stats"),
+        "stats-dataset": reverse("expert-stats") + f"?dataset={dataset.name}",
+        "patterns": reverse("pattern-list"),
+    }[page]
+    html = admin_client.get(url).content.decode()
+    nav = re.search(r"<nav>(.*?)</nav>", html, re.S).group(1)
+    links = re.findall(r">([^<>]+)</a>", nav)
+    assert len(links) == len(set(links)), links
+    assert links.count("Expert stats") == 1 and links.count("Patterns") == 1

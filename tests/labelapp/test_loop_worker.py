@@ -219,6 +219,55 @@ def test_worker_killed_mid_training(transactional_db, celery_queue, imported, ad
         _stop(proc)
 
 
+def test_dead_workers_iteration_is_failed_by_beat_with_nobody_looking(
+    transactional_db, celery_queue, imported, admin_user, tmp_path
+):
+    """The whole worker process dies mid-training; nobody opens a page or calls the API. The
+    reaper, sent by celery beat to another worker, fails the iteration within 60 s (default
+    heartbeat and reaper settings) and removes the attempt's staging folder."""
+    import time
+
+    from labelapp.services.model_versions import models_root
+
+    dataset = imported
+    # The beat worker consumes its own queue: it can never pick up (or be handed again) the
+    # iteration itself, so only the scheduled reaper can end it.
+    beat_queue = f"{celery_queue}-beat"
+    reaper = start_worker(
+        beat_queue,
+        extra_env={"LOOP_THREADS": "1", "ARTIFACTS_DIR": str(django_settings.ARTIFACTS_DIR)},
+        beat_schedule=tmp_path / "beat-schedule",
+    )
+    doomed_worker = _worker(celery_queue)  # solo pool: the iteration runs in this very process
+    try:
+        slow = {**FAST, "n_estimators": 600, "em_rounds": 3, "random_state": 1}
+        doomed = iteration_launch(dataset=dataset, user=admin_user, params=slow)
+
+        def training():
+            doomed.refresh_from_db()
+            assert doomed.status in ("queued", "running"), doomed.log
+            return doomed.stage == "train"
+
+        wait_for(training, timeout=90, interval=0.05, what="the train stage")
+        assert list(models_root(dataset).glob(f".staging-{doomed.pk}-*"))
+        os.kill(doomed_worker.pid, signal.SIGKILL)
+        doomed_worker.wait()
+        killed_at = time.monotonic()
+
+        def failed():
+            doomed.refresh_from_db(fields=["status", "error"])
+            return doomed.status == "failed"
+
+        wait_for(failed, timeout=60, interval=0.5, what="the reaper to fail the iteration")
+        assert time.monotonic() - killed_at < 60
+        assert doomed.error.startswith("worker lost: no heartbeat since")
+        assert not list(models_root(dataset).glob(".staging-*"))
+    finally:
+        if doomed_worker.poll() is None:
+            _stop(doomed_worker)
+        _stop(reaper)
+
+
 @pytest.mark.skipif(
     not django_settings.CELERY_BROKER_URL.startswith("redis"),
     reason="needs the Redis broker (CI's): the filesystem broker polls once a second, so on a "

@@ -61,8 +61,10 @@ class TestUploadPage:
         dataset = Dataset.objects.get(name="upl")
         assert dataset.n_cases == Case.objects.filter(dataset=dataset).count() == 300
         assert dataset.n_events > 0 and dataset.created_by == admin_user
-        # The uploaded data files are not kept once imported (the snapshot has the data).
+        # The uploaded data files are not kept once imported (the snapshot has the data), nor
+        # the folder and its status.json: an inline import's answer is the page itself.
         assert not list((folders / "uploads").glob("*/cases.*"))
+        assert not list((folders / "uploads").iterdir())
 
     def test_upload_shows_the_report_and_writes_nothing(self, admin_client, folders):
         folder = make_dataset_dir(folders, n_cases=200, fmt="csv")
@@ -75,6 +77,7 @@ class TestUploadPage:
         assert "Import rejected" in html and 'data-code="duplicate_case_id"' in html
         assert "cases.csv" in html
         assert not Dataset.objects.exists() and not Case.objects.exists()
+        assert not list((folders / "uploads").iterdir()), "a rejected upload leaves no folder"
 
     def test_wrong_file_type_is_reported(self, admin_client, folders):
         (folders / "x").mkdir()
@@ -168,3 +171,52 @@ def test_setup_demo_imports_a_given_folder_under_its_name(folders, fast_password
     call_command("setup_demo", data=folder)
     call_command("setup_demo", data=folder)  # already there: nothing to do
     assert list(Dataset.objects.values_list("name", "n_cases")) == [("my-cards", 200)]
+
+
+@pytest.mark.django_db
+def test_dataset_page_names_pool_states_for_people(expert_client, expert_user):
+    import re
+
+    from labelapp.services.queue import queue_next_case
+    from tests.labelapp.factories import make_batch, make_dataset
+
+    dataset = make_dataset(name="pool-names", n_cases=20, n_seed=2)
+    make_batch(dataset, size=3)
+    queue_next_case(user=expert_user, dataset=dataset)  # the expert opens one of the three
+    html = expert_client.get(reverse("dataset-detail", args=[dataset.name])).content.decode()
+    table = html[html.index('id="pool"') : html.index("</table>", html.index('id="pool"'))]
+    labels = re.findall(r"<th>([^<]+)</th>", table)
+    assert labels == [
+        "Seed positives",
+        "Confirmed cash-out",
+        "In a batch, not answered yet",
+        "Skipped",
+        "Not confirmed",
+        "Unlabeled",
+    ]
+    for internal in (">P<", ">U<", ">shown<", ">not_confirmed<"):
+        assert internal not in table
+    shown = table[table.index('data-state="shown"') :]
+    assert '<td class="num">3</td>' in shown and "1 held open by an expert right now" in shown
+
+
+@pytest.mark.django_db
+def test_forbidden_and_missing_pages_are_styled(outsider_client, expert_client):
+    forbidden = outsider_client.get(reverse("dataset-list"))
+    assert forbidden.status_code == 403
+    html = forbidden.content.decode()
+    assert 'id="error-403"' in html and "no role that allows" in html
+    assert 'href="/static/app.css"' in html and "Log out" in html  # the app's page, not bare
+    missing = expert_client.get("/datasets/no-such-dataset/")
+    assert missing.status_code == 404
+    html = missing.content.decode()
+    assert 'id="error-404"' in html and 'href="/static/app.css"' in html
+
+
+def test_favicon_is_served_from_static(client):
+    from django.contrib.staticfiles import finders
+
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == "/static/favicon.ico"
+    found = finders.find("favicon.ico")
+    assert found and Path(found).read_bytes()[:4] == b"\x00\x00\x01\x00"  # an ICO file

@@ -294,3 +294,20 @@ def test_worker_builds_the_neighbor_index_of_a_model_version(
     result = neighbor_index_build_task.apply_async(args=[version.pk], queue=celery_queue)
     assert result.get(timeout=120)["built"] is True
     wait_for(lambda: (neighbor_dir(version) / "space.json").exists(), what="the index files")
+
+
+def test_audit_filter_links_read_as_separate_words(admin_client):
+    """ "opensent for a second lookrevieweddismissed": the links ran together as text."""
+    import re
+
+    from tests.labelapp.factories import make_dataset
+
+    dataset = make_dataset(name="audit-filters", n_cases=5)
+    html = admin_client.get(reverse("label-audit", args=[dataset.name])).content.decode()
+    nav = re.search(r'<nav class="filters".*?</nav>', html, re.S).group(0)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", nav)).strip()
+    words = [w.strip() for w in re.sub(r"<[^>]+>", "|", nav).split("|") if w.strip()]
+    labels = ["all", "open", "sent for a second look", "reviewed", "dismissed"]
+    assert all(label in words for label in labels)
+    # Each link is separated from the next by more than markup: a visible separator.
+    assert text.count("·") == len(labels) - 1

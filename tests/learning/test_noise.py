@@ -116,3 +116,22 @@ def test_learning_imports_no_django_nor_torch():
         "assert 'django' not in sys.modules and 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_confident_learning_reasons_never_contradict_the_scores():
+    """A flagged positive scoring above the unlabeled mean (it filled the estimated noise share)
+    must not be described as "at or below" that mean."""
+    u = np.full(1000, 0.000813)
+    p = np.concatenate([np.full(10, 0.9), np.full(6, 0.0001), np.full(2, 0.00603)])
+    scores = np.concatenate([u, p])
+    s = np.concatenate([np.zeros(len(u), bool), np.ones(len(p), bool)])
+    report = audit_labels(s, oof_scores=scores)
+    reasons = {flag.index: flag.reasons[0] for flag in report.flags}
+    above = [i for i in reasons if scores[i] > 0.000813]
+    below = [i for i in reasons if scores[i] <= 0.000813]
+    assert above and below
+    for i in above:
+        assert "at or below" not in reasons[i]
+        assert "0.00603 is below the positives' mean" in reasons[i]
+    for i in below:
+        assert "0.0001 is at or below the unlabeled cases' mean 0.000813" in reasons[i]

@@ -86,3 +86,33 @@ def test_baselines_and_determinism():
     b2 = select_batch(scores, X, 25, n_clusters=5, random_state=5)
     np.testing.assert_array_equal(b1.indices, b2.indices)
     np.testing.assert_array_equal(b1.cluster, b2.cluster)
+
+
+def test_reasons_state_the_threshold_used_and_uncertainty_is_measured_in_odds():
+    """PU scores of rare positives crowd near 0: the top-1% threshold is tiny. The reasons must
+    name it readably (not "0.0000") and a score 20 times it must not read as uncertain."""
+    rng = np.random.RandomState(4)
+    scores = np.concatenate([rng.uniform(1e-7, 1e-4, 4990), rng.uniform(0.3, 0.99, 10)])
+    X = rng.randn(len(scores), 3)
+    batch = select_batch(scores, X, 20, n_clusters=3, top_score_share=0.3, random_state=0)
+    threshold = np.quantile(scores, 0.99)
+    assert batch.threshold == pytest.approx(threshold)
+    assert batch.threshold_rule == "the score at the top 1% of all cases"
+    shown = f"{threshold:.2e}"
+    uncertain = [r for r, c in zip(batch.reason, batch.cluster, strict=True) if c >= 0]
+    assert uncertain and all(
+        f"selection threshold {shown} (the top-1% score)" in r for r in uncertain
+    )
+    assert not any("0.0000" in r for r in batch.reason)
+    assert all(len(r) <= 200 for r in batch.reason)  # BatchItem.reason holds 200 characters
+    top = [r for r, c in zip(batch.reason, batch.cluster, strict=True) if c == -1]
+    assert len(top) == 6 and all(r.startswith("top score ") and "not clustered" in r for r in top)
+    # Odds, not a linear distance: 20x the threshold's score is far from it, the threshold is 1.
+    u = uncertainty_scores(
+        np.array([threshold, 20 * threshold, threshold / 20]), threshold=threshold
+    )
+    np.testing.assert_allclose(u[0], 1.0)
+    assert u[1] < 0.06 and u[2] < 0.06
+    np.testing.assert_allclose(
+        batch.uncertainty, uncertainty_scores(scores, threshold=threshold)[batch.indices]
+    )

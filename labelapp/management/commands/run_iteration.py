@@ -3,7 +3,9 @@
 Launches an iteration from the shell (scripts, cron) through the same service and worker as the
 launch page. With ``--wait`` it blocks until the iteration ends and prints, as its last line,
 ``{"iteration": ID, "status": "done"|"failed", "model_version": ID, "batch_size": N,
-"seconds": S}``; the exit status is 0 only when the iteration is done.
+"seconds": S}``; the exit status is 0 only when the iteration is done. When no worker consumes
+the queue, it says so at once and gives up after ``NO_WORKER_GRACE_S`` (the iteration is marked
+failed, so that a retry or a new launch is not blocked by it).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from labelapp.services.iterations import (
     PARAM_SPECS,
     IterationAlreadyActive,
     IterationParamsError,
+    iteration_fail,
     iteration_launch,
     iteration_reap_stale,
 )
+from labelapp.workers import NO_WORKER_GRACE_S, no_worker_message
 
 ENDED = (Iteration.Status.DONE, Iteration.Status.FAILED, Iteration.Status.CANCELLED)
 
@@ -63,6 +67,7 @@ class Command(BaseCommand):
             return
         t0 = time.monotonic()
         last = ""
+        no_worker_since: float | None = None
         while True:
             iteration.refresh_from_db()
             line = f"{iteration.status} {iteration.stage} {iteration.progress_done}/" + str(
@@ -75,6 +80,18 @@ class Command(BaseCommand):
                 break
             if time.monotonic() - t0 > timeout:
                 raise CommandError(f"iteration {iteration.pk} still {iteration.status} after wait")
+            if iteration.status == Iteration.Status.QUEUED and (problem := no_worker_message()):
+                if no_worker_since is None:
+                    no_worker_since = time.monotonic()
+                    self.stderr.write(f"{problem} Giving up in {NO_WORKER_GRACE_S:.0f} s.")
+                elif time.monotonic() - no_worker_since > NO_WORKER_GRACE_S:
+                    # Only if still queued: a worker that claimed it meanwhile runs it.
+                    if iteration_fail(
+                        iteration_id=iteration.pk, error=problem, from_status="queued"
+                    ):
+                        raise CommandError(problem)
+            else:
+                no_worker_since = None
             iteration_reap_stale(dataset=target)
             time.sleep(1.0)
         summary = {

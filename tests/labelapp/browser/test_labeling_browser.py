@@ -6,67 +6,16 @@ package; skips with a clear message otherwise. Screenshots land in ``test-output
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
-from django.db import connections
 
 from labelapp.models import Label, PoolState
-from tests.labelapp.conftest import PASSWORD, REPO_ROOT
+from tests.labelapp.browser.conftest import BROWSER_MARKS, SCREENSHOTS, log_in
 from tests.labelapp.factories import make_batch, make_dataset, make_pattern
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = REPO_ROOT / "test-output"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"
-    ),
-]
+pytestmark = BROWSER_MARKS
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright's Python package is absent"
 )
-
-
-@pytest.fixture(autouse=True)
-def fast_hashing_and_own_artifacts(settings, tmp_path):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    # Snapshots of datasets made here must not meet those of a development database.
-    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-
-
-@pytest.fixture
-def browser():
-    # Playwright's sync API keeps an event loop in this thread; the ORM calls of the test body
-    # happen before and after the browser steps, never during them.
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            # While that loop runs, asgiref scopes Django's connections to the loop's context,
-            # so the ORM calls of the test body opened connections of their own; close them
-            # here, or one outlives the session and the test database cannot be dropped.
-            connections.close_all()
-
-
-def log_in(page, base_url: str, username: str, next_url: str) -> None:
-    """Log in with the keyboard alone: type, Tab, type, Enter."""
-    page.goto(f"{base_url}{next_url}")
-    page.wait_for_selector("input[name=username]:focus")
-    page.keyboard.type(username)
-    page.keyboard.press("Tab")
-    page.keyboard.type(PASSWORD)
-    with page.expect_navigation():
-        page.keyboard.press("Enter")
-    page.wait_for_load_state()
 
 
 def wait_for_case(page, case_id: str) -> None:
@@ -151,7 +100,10 @@ def test_an_outsider_is_refused(live_server, browser, outsider_user):
     page = browser.new_page()
     log_in(page, live_server.url, outsider_user.username, f"/datasets/{dataset.name}/queue/")
     assert page.url.endswith(f"/datasets/{dataset.name}/queue/")
-    assert "Forbidden" in page.content()
+    # A styled page that says why, with the app's navigation (not a bare "403 Forbidden").
+    assert page.locator("#error-403").is_visible()
+    assert "no role that allows" in page.inner_text("#error-403")
+    assert page.locator("header.topbar").is_visible()
     response = page.goto(f"{live_server.url}/cases/{item.case_id}/")
     assert response.status == 403
     assert "Confirm cash-out" not in page.content()
@@ -174,3 +126,32 @@ def test_admin_sees_the_batch_and_the_stats(live_server, browser, admin_user, ex
     assert "eve-expert" in page.inner_text("#expert-stats")
     page.screenshot(path=str(SCREENSHOTS / "expert_stats.png"), full_page=True)
     page.close()
+
+
+def test_help_on_the_queue_page_and_keys_that_cannot_act_say_why(live_server, browser, expert_user):
+    from labelapp.services.labels import label_create
+
+    dataset = make_dataset(name="browser-keys", n_cases=20)
+    items = make_batch(dataset, size=3)
+    label_create(user=expert_user, case=items[0].case, answer="not_confirmed")
+    label_create(user=expert_user, case=items[1].case, answer="confirmed")
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    log_in(page, live_server.url, expert_user.username, f"/datasets/{dataset.name}/queue/")
+    page.wait_for_selector("#start-labeling:focus")
+    page.keyboard.press("?")  # did nothing on the queue page
+    page.wait_for_selector("#help[open]")
+    assert "Skip: you cannot judge it now" in page.inner_text("#help")
+    page.keyboard.press("Escape")
+
+    # A case answered earlier (not the last one): read only, and the keys say so.
+    page.goto(f"{live_server.url}/cases/{items[0].case_id}/")
+    page.wait_for_selector("#read-only")
+    assert page.locator("#btn-confirm").count() == 0 and page.locator("#btn-undo").count() == 0
+    page.keyboard.press("c")
+    page.wait_for_selector("#key-refused")
+    assert "already answered" in page.inner_text("#key-refused")
+    page.keyboard.press("u")  # must not undo the other case's answer from here
+    assert "Nothing to undo here" in page.inner_text("#key-refused")
+    page.screenshot(path=str(SCREENSHOTS / "case_read_only.png"), full_page=True)
+    page.close()
+    assert not Label.objects.filter(answer=Label.Answer.UNDONE).exists()

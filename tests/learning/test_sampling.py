@@ -88,9 +88,9 @@ def test_baselines_and_determinism():
     np.testing.assert_array_equal(b1.cluster, b2.cluster)
 
 
-def test_reasons_state_the_threshold_used_and_uncertainty_is_measured_in_odds():
+def test_reasons_state_the_threshold_used_and_the_uncertainty_measured():
     """PU scores of rare positives crowd near 0: the top-1% threshold is tiny. The reasons must
-    name it readably (not "0.0000") and a score 20 times it must not read as uncertain."""
+    name it readably (not "0.0000") and show the uncertainty the batch was chosen by."""
     rng = np.random.RandomState(4)
     scores = np.concatenate([rng.uniform(1e-7, 1e-4, 4990), rng.uniform(0.3, 0.99, 10)])
     X = rng.randn(len(scores), 3)
@@ -107,12 +107,10 @@ def test_reasons_state_the_threshold_used_and_uncertainty_is_measured_in_odds():
     assert all(len(r) <= 200 for r in batch.reason)  # BatchItem.reason holds 200 characters
     top = [r for r, c in zip(batch.reason, batch.cluster, strict=True) if c == -1]
     assert len(top) == 6 and all(r.startswith("top score ") and "not clustered" in r for r in top)
-    # Odds, not a linear distance: 20x the threshold's score is far from it, the threshold is 1.
-    u = uncertainty_scores(
-        np.array([threshold, 20 * threshold, threshold / 20]), threshold=threshold
-    )
+    # The measure the batch used is the one shown: linear closeness to the threshold.
+    u = uncertainty_scores(np.array([threshold, 0.5, 1.0]), threshold=threshold)
     np.testing.assert_allclose(u[0], 1.0)
-    assert u[1] < 0.06 and u[2] < 0.06
+    assert u[2] == pytest.approx(0.0) and 0.4 < u[1] < 0.6
     np.testing.assert_allclose(
         batch.uncertainty, uncertainty_scores(scores, threshold=threshold)[batch.indices]
     )

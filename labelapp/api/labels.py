@@ -17,10 +17,11 @@ from rest_framework.views import APIView
 from labelapp.api.cases import CaseOutputSerializer, LabelBriefSerializer
 from labelapp.api.errors import Conflict, error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
-from labelapp.api.permissions import IsExpert
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, Label, PatternTag
+from labelapp.policy import Action, cases_visible_to
 from labelapp.roles import is_admin
-from labelapp.selectors.case_lists import cases_visible_to, current_answer_subquery
+from labelapp.selectors.case_lists import current_answer_subquery
 from labelapp.services.labels import LabelConflict, LabelNotAllowed, label_create, label_undo
 from labelapp.services.queue import queue_next_case
 
@@ -48,7 +49,8 @@ def labels_visible_to(user):
 
 
 class LabelListCreateApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.LABEL, "POST": Action.LABEL}
     throttle_scope = "labels"
 
     @extend_schema_serializer(component_name="LabelFilter")
@@ -126,7 +128,8 @@ class LabelListCreateApi(APIView):
 
 
 class LabelUndoApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.LABEL}
     throttle_scope = "labels"
 
     @extend_schema(
@@ -147,7 +150,8 @@ class LabelUndoApi(APIView):
 
 
 class QueueNextApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.LABEL}
 
     @extend_schema(
         operation_id="queue_next",

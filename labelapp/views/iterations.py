@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from labelapp.charts import bar_chart, line_chart
 from labelapp.models import Dataset, Iteration
-from labelapp.roles import admin_required, expert_required
+from labelapp.policy import Action, cases_visible_to, requires
 from labelapp.selectors.iterations import iteration_history, iteration_list, iteration_progress
 from labelapp.services.iterations import (
     PARAM_SPECS,
@@ -60,7 +60,7 @@ class IterationLaunchForm(forms.Form):
         return data
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_list_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     iteration_reap_stale(dataset=dataset)
@@ -92,7 +92,7 @@ def iteration_list_view(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     form = IterationLaunchForm(request.POST or None, dataset=dataset)
@@ -143,17 +143,19 @@ def _detail_context(iteration: Iteration) -> dict:
     return context
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
     iteration_reap_stale(dataset=iteration.dataset)
     iteration.refresh_from_db()
     context = _detail_context(iteration)
-    context["batch"] = iteration.batch.select_related("case", "assigned_to")[:200]
+    # An expert sees the rows of their own cases only (the case pages' rule).
+    batch = iteration.batch.filter(case__in=cases_visible_to(request.user))
+    context["batch"] = batch.select_related("case", "assigned_to")[:200]
     return render(request, "labelapp/iteration_detail.html", context)
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
     """The progress fragment; once the run ends the page reloads itself to show the metrics."""
     iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
@@ -168,7 +170,7 @@ def iteration_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 @require_POST
 def iteration_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     iteration = get_object_or_404(Iteration, pk=pk)
@@ -179,7 +181,7 @@ def iteration_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("iteration-detail", pk=pk)
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 @require_POST
 def iteration_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
     iteration = get_object_or_404(Iteration, pk=pk)

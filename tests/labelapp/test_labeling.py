@@ -464,11 +464,15 @@ def test_contributions_come_from_the_current_model(batch, admin_client, tmp_path
 def test_an_answer_after_the_lease_ran_out_is_not_stored(batch, expert_user, second_expert):
     dataset = batch[0].iteration.dataset
     item = queue_next_case(user=expert_user, dataset=dataset)
-    BatchItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
-    assert queue_next_case(user=second_expert, dataset=dataset).pk == item.pk
     late = Client()
     late.force_login(expert_user)
-    response = htmx_post(late, reverse("case-answer", args=[item.case_id]), {"answer": "skipped"})
+    shown = late.get(reverse("case-detail", args=[item.case_id])).context["shown_token"]
+    BatchItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
+    assert queue_next_case(user=second_expert, dataset=dataset).pk == item.pk
+    url = reverse("case-answer", args=[item.case_id])
+    # Without the form's note that the page was shown to them, a refused answer is a bare 403.
+    assert htmx_post(late, url, {"answer": "skipped"}).status_code == 403
+    response = htmx_post(late, url, {"answer": "skipped", "shown_token": shown})
     assert response.status_code == 200
     assert "ran out and another expert took it" in response.content.decode()
     assert not Label.objects.exists()

@@ -73,6 +73,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "labelapp.api.errors.ApiErrorMiddleware",
 ]
 
 ROOT_URLCONF = "labelapp.urls"

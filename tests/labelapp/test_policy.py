@@ -233,7 +233,7 @@ def test_pages_and_api_allow_each_role_the_same(world, persona):
 def test_every_api_view_names_its_actions():
     from labelapp.api.permissions import PolicyPermission
 
-    open_views = {"api-schema", "api-docs", "api-redoc", "api-token", "api-me"}
+    open_views = {"api-schema", "api-docs", "api-redoc", "api-token", "api-me", "api-not-found"}
     for pattern in get_resolver().url_patterns:
         if str(pattern.pattern) != "api/":
             continue

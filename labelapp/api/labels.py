@@ -22,7 +22,12 @@ from labelapp.models import Dataset, Label, PatternTag
 from labelapp.policy import Action, cases_visible_to
 from labelapp.roles import is_admin
 from labelapp.selectors.case_lists import current_answer_subquery
-from labelapp.services.labels import LabelConflict, LabelNotAllowed, label_create, label_undo
+from labelapp.services.labels import (
+    LabelConflict,
+    LabelNotAllowed,
+    label_create_or_replay,
+    label_undo,
+)
 from labelapp.services.queue import queue_next_case
 
 
@@ -115,15 +120,15 @@ class LabelListCreateApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         case = get_object_or_404(cases_visible_to(request.user), pk=fields.pop("case"))
-        key = fields.get("idempotency_key")
-        existed = bool(key) and Label.objects.filter(idempotency_key=key).exists()
         try:
-            label = label_create(user=request.user, case=case, via="api", **fields)
+            label, created = label_create_or_replay(
+                user=request.user, case=case, via="api", **fields
+            )
         except LabelConflict as exc:
             raise Conflict(str(exc)) from exc
         except ValueError as exc:
             raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from exc
-        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(LabelOutputSerializer(label).data, status=code)
 
 

@@ -117,9 +117,9 @@ class DatasetImportApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100, help_text="Letters, digits, - and _.")
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
-        cases = serializers.FileField(help_text="cases.csv or cases.parquet")
+        cases = serializers.FileField(help_text="cases.csv, cases.csv.gz or cases.parquet")
         events = serializers.FileField(
-            required=False, help_text="events.csv or events.parquet (optional)"
+            required=False, help_text="events.csv, events.csv.gz or events.parquet (optional)"
         )
         schema = serializers.FileField(required=False, help_text="schema.json (optional)")
         replace = serializers.BooleanField(

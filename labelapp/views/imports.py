@@ -19,8 +19,10 @@ from labelapp.tasks.imports import dataset_import_upload
 
 class DatasetImportForm(forms.Form):
     name = forms.SlugField(max_length=100, help_text="Letters, digits, - and _.")
-    cases = forms.FileField(help_text="cases.csv or cases.parquet")
-    events = forms.FileField(required=False, help_text="events.csv or events.parquet (optional)")
+    cases = forms.FileField(help_text="cases.csv, cases.csv.gz or cases.parquet")
+    events = forms.FileField(
+        required=False, help_text="events.csv, events.csv.gz or events.parquet (optional)"
+    )
     schema = forms.FileField(required=False, help_text="schema.json (optional)")
     replace = forms.BooleanField(required=False, help_text="Replace a dataset of this name.")
 

@@ -123,6 +123,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "labelapp.urls"
+CSRF_FAILURE_VIEW = "labelapp.api.errors.csrf_failure"
 WSGI_APPLICATION = "labelapp.wsgi.application"
 
 TEMPLATES = [

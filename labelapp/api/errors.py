@@ -33,7 +33,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
-from django.views import defaults
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler
@@ -196,6 +197,7 @@ def api_error_response(status_code: int, code: str, detail: str) -> JsonResponse
     return JsonResponse({"status": status_code, "code": code, "detail": detail}, status=status_code)
 
 
+@csrf_exempt  # a POST to no endpoint is a 404, whatever its cookies
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     """The API's last URL pattern: no endpoint has this path (or its id is malformed)."""
     detail = f"No API endpoint at {request.path}."
@@ -241,6 +243,13 @@ def _server_error_response() -> JsonResponse:
     return api_error_response(
         500, "server_error", "The server failed on this request; nothing more is known here."
     )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: JSON under ``/api/``, Django's page elsewhere."""
+    if is_api_request(request):
+        return api_error_response(403, "csrf_failed", f"CSRF check failed: {reason}")
+    return csrf.csrf_failure(request, reason)
 
 
 def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -74,6 +74,18 @@ def test_unknown_paths_are_json_404s(db, settings, debug):
     assert "end with a slash: /api/labels/" in no_slash["detail"]
 
 
+def test_a_post_with_a_session_cookie_and_no_csrf_token_is_still_json(admin_user):
+    """A browser session (cookies, no CSRF token) posting to a malformed id: a JSON 404, not
+    Django's HTML CSRF page; to an endpoint: DRF's JSON 403."""
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(admin_user)
+    assert_json_error(browser.post("/api/models/abc/promote/"), 404, "not_found")
+    body = assert_json_error(browser.post("/api/labels/", {}), 403, "permission_denied")
+    assert "CSRF" in body["detail"]
+
+
 def test_pages_keep_their_html_404(admin_client):
     response = admin_client.get("/cases/abc/")
     assert response.status_code == 404

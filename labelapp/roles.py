@@ -1,12 +1,12 @@
-"""Roles: Django groups ``admin`` and ``expert``. Users in neither group see nothing."""
+"""Roles: Django groups ``admin`` and ``expert``. Users in neither group see nothing.
+
+What each role may do is :mod:`labelapp.policy`'s table, for the pages and the API alike.
+"""
 
 from __future__ import annotations
 
-from functools import wraps
 from typing import Any
 
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
 ADMIN = "admin"
@@ -33,26 +33,6 @@ def is_admin(user: Any) -> bool:
 def is_expert(user: Any) -> bool:
     """Experts label; admins may label too."""
     return has_role(user, EXPERT) or has_role(user, ADMIN)
-
-
-def role_required(*roles: str):
-    """View decorator: login required, then one of ``roles`` (403 otherwise)."""
-
-    def decorator(view):
-        @login_required
-        @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs):
-            if not any(has_role(request.user, role) for role in roles):
-                raise PermissionDenied("Your account has no role that allows this page.")
-            return view(request, *args, **kwargs)
-
-        return wrapper
-
-    return decorator
-
-
-admin_required = role_required(ADMIN)
-expert_required = role_required(EXPERT, ADMIN)
 
 
 def role_context(request: HttpRequest) -> dict[str, bool]:

@@ -1,8 +1,10 @@
 """Django settings, read from the environment with defaults that run locally with nothing installed.
 
 Defaults: a SQLite file and a filesystem Celery broker under ``var/`` (served by a real, separate
-worker process). Point ``DATABASE_URL`` at PostgreSQL and ``CELERY_BROKER_URL`` at Redis for a
-real deployment.
+worker process), ``DEBUG`` on. Point ``DATABASE_URL`` at PostgreSQL and ``CELERY_BROKER_URL`` at
+Redis for a real deployment, with ``DEBUG=false``: the HTTPS settings then default to secure
+values (``python manage.py check --deploy`` is clean) and a default or short ``SECRET_KEY`` stops
+the server from starting.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
@@ -41,9 +44,52 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 DEBUG = env_bool("DEBUG", True)
 # The fallback key is only for local development; deployments must set SECRET_KEY.
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-insecure-key-change-me")
+DEVELOPMENT_SECRET_KEY = "dev-only-insecure-key-change-me"
+#: Keys that were published (in this repository's history, in Django's templates).
+PUBLISHED_SECRET_KEYS = {DEVELOPMENT_SECRET_KEY, "change-me-in-production", ""}
+MIN_SECRET_KEY_LENGTH = 50
+SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+
+def secret_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot sign a deployment's sessions, or None (Django's own W009 rules)."""
+    if key in PUBLISHED_SECRET_KEYS or key.startswith("django-insecure-"):
+        return "is a default, published key"
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"is {len(key)} characters long; it needs at least {MIN_SECRET_KEY_LENGTH}"
+    if len(set(key)) < 5:
+        return "has fewer than 5 different characters"
+    return None
+
+
+if not DEBUG and (_problem := secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY {_problem}, and DEBUG is off: refusing to start. Set SECRET_KEY to "
+        f"{MIN_SECRET_KEY_LENGTH} or more random characters, e.g. the output of "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))' (or run with DEBUG=true "
+        "for local development)."
+    )
+
+# --- HTTPS (secure by default once DEBUG is off; every value can be set from the environment) --
+# SECURE_HTTPS=false serves a DEBUG-off site over plain HTTP (a local trial of docker compose);
+# check --deploy then warns, as it should.
+SECURE_HTTPS = env_bool("SECURE_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SECURE_HTTPS)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", SECURE_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", SECURE_HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SECURE_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SECURE_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", SECURE_HTTPS)
+# Behind a proxy that terminates TLS: the header that says the request came over HTTPS, as
+# "HTTP_X_FORWARDED_PROTO,https" (only when the proxy always sets or strips that header).
+_proxy_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if _proxy_header and len(_proxy_header) != 2:
+    raise ImproperlyConfigured(
+        "SECURE_PROXY_SSL_HEADER is a header and its value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = tuple(_proxy_header) if _proxy_header else None
 
 ARTIFACTS_DIR = Path(env_str("ARTIFACTS_DIR", str(VAR_DIR / "artifacts")))
 UPLOADS_DIR = Path(env_str("UPLOADS_DIR", str(VAR_DIR / "uploads")))
@@ -73,9 +119,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "labelapp.api.errors.ApiErrorMiddleware",
 ]
 
 ROOT_URLCONF = "labelapp.urls"
+CSRF_FAILURE_VIEW = "labelapp.api.errors.csrf_failure"
 WSGI_APPLICATION = "labelapp.wsgi.application"
 
 TEMPLATES = [

@@ -35,3 +35,9 @@ urlpatterns = [
     path("", include("labelapp.views.similar")),
     path("", include("labelapp.views.label_audit")),
 ]
+
+# Errors outside the views: JSON under /api/, the usual pages elsewhere.
+handler400 = "labelapp.api.errors.handler400"
+handler403 = "labelapp.api.errors.handler403"
+handler404 = "labelapp.api.errors.handler404"
+handler500 = "labelapp.api.errors.handler500"

@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 
 from labelapp.api.errors import error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
-from labelapp.api.permissions import IsExpert
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import BatchItem, Case, Dataset, Label, PoolState
+from labelapp.policy import Action
 from labelapp.selectors.case_lists import NO_ANSWER, case_detail_queryset, case_list
 from labelapp.selectors.cases import score_contributions
 
@@ -122,7 +123,8 @@ class CaseDetailBaseSerializer(CaseOutputSerializer):
 
 
 class CaseListApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.CASE_VIEW}
 
     @extend_schema_serializer(component_name="CaseFilter")
     class FilterSerializer(serializers.Serializer):
@@ -165,7 +167,8 @@ class CaseListApi(APIView):
 
 
 class CaseDetailApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.CASE_VIEW}
 
     @extend_schema_serializer(component_name="CaseDetail")
     class OutputSerializer(CaseDetailBaseSerializer):

@@ -15,8 +15,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import ImportRefused, error_responses
-from labelapp.api.permissions import IsAdmin, IsExpert
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset
+from labelapp.policy import Action
 from labelapp.selectors.datasets import dataset_list, dataset_pool_counts
 from labelapp.services.uploads import upload_import, upload_save, upload_status
 from labelapp.tasks.imports import dataset_import_upload
@@ -57,7 +58,8 @@ def _dataset_or_404(name: str) -> Dataset:
 
 
 class DatasetListApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.DATASET_VIEW}
 
     @extend_schema(
         operation_id="datasets_list",
@@ -70,7 +72,8 @@ class DatasetListApi(APIView):
 
 
 class DatasetDetailApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.DATASET_VIEW}
 
     @extend_schema(
         operation_id="datasets_retrieve",
@@ -82,7 +85,8 @@ class DatasetDetailApi(APIView):
 
 
 class DatasetReportApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.DATASET_IMPORT}
 
     @extend_schema_serializer(component_name="DatasetReport")
     class OutputSerializer(serializers.Serializer):
@@ -104,7 +108,8 @@ class DatasetReportApi(APIView):
 class DatasetImportApi(APIView):
     """Upload a dataset: small uploads import while you wait, larger ones in a worker."""
 
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.DATASET_IMPORT}
     throttle_scope = "import"
     parser_classes = [MultiPartParser]
 
@@ -112,9 +117,9 @@ class DatasetImportApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.SlugField(max_length=100, help_text="Letters, digits, - and _.")
         description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
-        cases = serializers.FileField(help_text="cases.csv or cases.parquet")
+        cases = serializers.FileField(help_text="cases.csv, cases.csv.gz or cases.parquet")
         events = serializers.FileField(
-            required=False, help_text="events.csv or events.parquet (optional)"
+            required=False, help_text="events.csv, events.csv.gz or events.parquet (optional)"
         )
         schema = serializers.FileField(required=False, help_text="schema.json (optional)")
         replace = serializers.BooleanField(
@@ -180,7 +185,8 @@ class DatasetImportApi(APIView):
 
 
 class ImportStatusApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.DATASET_IMPORT}
 
     @extend_schema(
         operation_id="imports_status",

@@ -7,21 +7,42 @@ Every error body is::
 
 ``detail`` is one readable sentence; ``errors`` (only for invalid input) maps each offending field
 (``non_field_errors`` for the input as a whole) to its messages.
+
+Errors raised inside an endpoint go through :func:`api_exception_handler` (DRF). Everything
+else under ``/api/`` answers in the same shape too: an unknown path or a malformed id
+(``/api/cases/abc/``) reaches :func:`api_not_found` (the API's last URL pattern), an exception
+no handler caught becomes a JSON 500 in :class:`ApiErrorMiddleware` (in DEBUG as well), and the
+project's error handlers (``handler400`` ... ``handler500`` in ``labelapp/urls.py``) answer JSON
+for ``/api/`` paths.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.core.exceptions import (
+    BadRequest,
+    ObjectDoesNotExist,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views import csrf, defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler
+
+#: Where the API is mounted: errors under it are JSON.
+API_PREFIX = "/api/"
+
+request_logger = logging.getLogger("django.request")
 
 
 class Conflict(exceptions.APIException):
@@ -162,3 +183,94 @@ def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
         429: "Throttled; retry after the `Retry-After` header's seconds.",
     }
     return {code: OpenApiResponse(ErrorSerializer, description=text[code]) for code in codes}
+
+
+# --- errors outside the endpoints -----------------------------------------------------------
+
+
+def is_api_request(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def api_error_response(status_code: int, code: str, detail: str) -> JsonResponse:
+    """A JSON error in the API's shape, for errors that no DRF view handled."""
+    return JsonResponse({"status": status_code, "code": code, "detail": detail}, status=status_code)
+
+
+@csrf_exempt  # a POST to no endpoint is a 404, whatever its cookies
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
+    """The API's last URL pattern: no endpoint has this path (or its id is malformed)."""
+    detail = f"No API endpoint at {request.path}."
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            detail += f" API paths end with a slash: {request.path}/"
+    else:
+        detail += " Ids in API paths are numbers; see /api/docs/ for the endpoints."
+    return api_error_response(404, "not_found", detail)
+
+
+class ApiErrorMiddleware:
+    """Exceptions escaping a view under ``/api/`` become JSON errors (DEBUG's HTML pages too)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not is_api_request(request):
+            return None
+        if isinstance(exc, Http404):
+            return api_error_response(404, "not_found", str(exc) or "Not found.")
+        if isinstance(exc, DjangoPermissionDenied):
+            return api_error_response(403, "permission_denied", str(exc) or "Not allowed.")
+        if isinstance(exc, BadRequest | SuspiciousOperation):
+            return api_error_response(400, "bad_request", str(exc) or "Bad request.")
+        if settings.DEBUG_PROPAGATE_EXCEPTIONS:
+            return None
+        request_logger.error(
+            "Internal Server Error: %s", request.path, exc_info=exc, extra={"request": request}
+        )
+        return _server_error_response()
+
+
+def _server_error_response() -> JsonResponse:
+    return api_error_response(
+        500, "server_error", "The server failed on this request; nothing more is known here."
+    )
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: JSON under ``/api/``, Django's page elsewhere."""
+    if is_api_request(request):
+        return api_error_response(403, "csrf_failed", f"CSRF check failed: {reason}")
+    return csrf.csrf_failure(request, reason)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(400, "bad_request", "Bad request.")
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api_request(request):
+        return api_error_response(403, "permission_denied", str(exception or "") or "Not allowed.")
+    return defaults.permission_denied(request, exception)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if is_api_request(request):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if is_api_request(request):
+        return _server_error_response()
+    return defaults.server_error(request)

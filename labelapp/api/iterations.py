@@ -11,8 +11,9 @@ from rest_framework.views import APIView
 
 from labelapp.api.errors import Conflict, error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
-from labelapp.api.permissions import IsAdmin
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, Iteration
+from labelapp.policy import Action
 from labelapp.selectors.iterations import iteration_list, iteration_progress
 from labelapp.services.iterations import (
     PARAM_SPECS,
@@ -108,7 +109,8 @@ def _active_conflict(exc: IterationAlreadyActive) -> Conflict:
 
 
 class IterationListLaunchApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.ITERATION_VIEW, "POST": Action.ITERATION_RUN}
 
     @extend_schema(
         operation_id="iterations_list",
@@ -153,7 +155,8 @@ def _iteration_or_404(pk: int) -> Iteration:
 
 
 class IterationDetailApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.ITERATION_VIEW}
 
     @extend_schema(
         operation_id="iterations_retrieve",
@@ -165,7 +168,8 @@ class IterationDetailApi(APIView):
 
 
 class IterationCancelApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.ITERATION_RUN}
 
     @extend_schema(
         operation_id="iterations_cancel",
@@ -181,7 +185,8 @@ class IterationCancelApi(APIView):
 
 
 class IterationRetryApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.ITERATION_RUN}
 
     @extend_schema(
         operation_id="iterations_retry",

@@ -17,11 +17,17 @@ from rest_framework.views import APIView
 from labelapp.api.cases import CaseOutputSerializer, LabelBriefSerializer
 from labelapp.api.errors import Conflict, error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
-from labelapp.api.permissions import IsExpert
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, Label, PatternTag
+from labelapp.policy import Action, cases_visible_to
 from labelapp.roles import is_admin
-from labelapp.selectors.case_lists import cases_visible_to, current_answer_subquery
-from labelapp.services.labels import LabelConflict, LabelNotAllowed, label_create, label_undo
+from labelapp.selectors.case_lists import current_answer_subquery
+from labelapp.services.labels import (
+    LabelConflict,
+    LabelNotAllowed,
+    label_create_or_replay,
+    label_undo,
+)
 from labelapp.services.queue import queue_next_case
 
 
@@ -48,7 +54,8 @@ def labels_visible_to(user):
 
 
 class LabelListCreateApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.LABEL, "POST": Action.LABEL}
     throttle_scope = "labels"
 
     @extend_schema_serializer(component_name="LabelFilter")
@@ -113,20 +120,21 @@ class LabelListCreateApi(APIView):
         data.is_valid(raise_exception=True)
         fields = dict(data.validated_data)
         case = get_object_or_404(cases_visible_to(request.user), pk=fields.pop("case"))
-        key = fields.get("idempotency_key")
-        existed = bool(key) and Label.objects.filter(idempotency_key=key).exists()
         try:
-            label = label_create(user=request.user, case=case, via="api", **fields)
+            label, created = label_create_or_replay(
+                user=request.user, case=case, via="api", **fields
+            )
         except LabelConflict as exc:
             raise Conflict(str(exc)) from exc
         except ValueError as exc:
             raise serializers.ValidationError({"non_field_errors": [str(exc)]}) from exc
-        code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(LabelOutputSerializer(label).data, status=code)
 
 
 class LabelUndoApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.LABEL}
     throttle_scope = "labels"
 
     @extend_schema(
@@ -147,7 +155,8 @@ class LabelUndoApi(APIView):
 
 
 class QueueNextApi(APIView):
-    permission_classes = [IsExpert]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.LABEL}
 
     @extend_schema(
         operation_id="queue_next",

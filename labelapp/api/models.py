@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 
 from labelapp.api.errors import Conflict, Unprocessable, error_responses
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
-from labelapp.api.permissions import IsAdmin
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, ModelVersion
+from labelapp.policy import Action
 from labelapp.services.export import ExportError, model_version_export_file
 from labelapp.services.model_versions import ModelVersionError, model_version_promote
 from labelapp.views.model_export import bundle_download
@@ -53,7 +54,8 @@ def _model_versions():
 
 
 class ModelVersionListApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.MODEL_VIEW}
 
     @extend_schema(
         operation_id="models_list",
@@ -71,7 +73,8 @@ class ModelVersionListApi(APIView):
 
 
 class ModelVersionDetailApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.MODEL_VIEW}
 
     @extend_schema(
         operation_id="models_retrieve",
@@ -84,7 +87,8 @@ class ModelVersionDetailApi(APIView):
 
 
 class ModelVersionPromoteApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.MODEL_MANAGE}
 
     @extend_schema(
         operation_id="models_promote",
@@ -103,7 +107,8 @@ class ModelVersionPromoteApi(APIView):
 
 
 class ModelVersionDownloadApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.MODEL_DOWNLOAD}
     throttle_scope = "download"
 
     @extend_schema(

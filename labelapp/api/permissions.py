@@ -1,28 +1,39 @@
-"""The pages' roles, for the API: admins may do everything, experts read and label their cases.
+"""The API's side of :mod:`labelapp.policy`: the pages' rules, read from the same table.
 
-Anonymous callers get 401 (token authentication answers with ``WWW-Authenticate: Token``);
-authenticated users without the role get 403. Which cases an expert sees is a queryset filter
-(:func:`labelapp.selectors.case_lists.cases_visible_to`), so a case outside their queue is a 404.
+Every API view names its action per HTTP method (``policy_actions = {"GET": Action.X, ...}``);
+:class:`PolicyPermission` checks it. Anonymous callers get 401 (token authentication answers with
+``WWW-Authenticate: Token``); authenticated users without the role get 403. Which cases an expert
+sees is a queryset filter (:func:`labelapp.policy.cases_visible_to`), so a case outside their
+queue is a 404.
 """
 
 from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from labelapp.roles import is_admin, is_expert
+from labelapp.policy import Action, allows, refusal
+
+#: Methods that read: they need the action of GET.
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
 
 
-class IsAdmin(BasePermission):
-    message = "This needs the admin role."
+def view_action(view, method: str) -> Action:
+    """The action ``view`` declares for ``method`` (a read method falls back on GET's)."""
+    actions = view.policy_actions
+    if method in actions:
+        return actions[method]
+    if method in READ_METHODS and "GET" in actions:
+        return actions["GET"]
+    # A method the view lacks is answered 405 once permitted; ask for its first action meanwhile.
+    return next(iter(actions.values()))
+
+
+class PolicyPermission(BasePermission):
+    message = "This is not allowed."
 
     def has_permission(self, request, view) -> bool:
-        return is_admin(request.user)
-
-
-class IsExpert(BasePermission):
-    """Experts and admins (admins may label too)."""
-
-    message = "This needs the expert or admin role."
-
-    def has_permission(self, request, view) -> bool:
-        return is_expert(request.user)
+        action = view_action(view, request.method)
+        if allows(request.user, action):
+            return True
+        self.message = refusal(action)
+        return False

@@ -17,8 +17,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import Unprocessable, error_responses
-from labelapp.api.permissions import IsAdmin
+from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, ModelVersion
+from labelapp.policy import Action
 from labelapp.selectors.model_scoring import CasesNotScorable, ModelUnavailable, score_cases
 
 MAX_CASES_PER_REQUEST = 10_000
@@ -50,7 +51,8 @@ class RecordField(serializers.DictField):
 
 
 class ScoreApi(APIView):
-    permission_classes = [IsAdmin]
+    permission_classes = [PolicyPermission]
+    policy_actions = {"POST": Action.MODEL_SCORE}
     throttle_scope = "scoring"
 
     @extend_schema_serializer(component_name="ScoreRequest")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from labelapp.api import auth, cases, datasets, iterations, labels, models, scoring
+from labelapp.api import auth, cases, datasets, errors, iterations, labels, models, scoring
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -68,4 +68,6 @@ urlpatterns = [
         name="api-model-download",
     ),
     path("score/", scoring.ScoreApi.as_view(), name="api-score"),
+    # Last: any other path under /api/ (an unknown one, an id that is not a number) is a JSON 404.
+    re_path(r"^(?P<path>.*)$", errors.api_not_found, name="api-not-found"),
 ]

@@ -25,6 +25,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -196,7 +197,14 @@ def _server(url: str | None):
     import requests
 
     port = _free_port()
-    env = {**os.environ, "DEBUG": "false", "DB_CONN_MAX_AGE": "600"}
+    # A production-like server on plain local HTTP: DEBUG off needs a real key (one per run).
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "DB_CONN_MAX_AGE": "600",
+        "SECURE_HTTPS": "false",
+        "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+    }
     proc = subprocess.Popen(
         [
             sys.executable,

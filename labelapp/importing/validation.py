@@ -3,11 +3,18 @@
 Nothing is written here. The result is an :class:`ImportReport` (empty when the data is clean)
 and an :class:`ImportPlan`: the schema (given or inferred), each column's type in the snapshot,
 and the counts the write pass needs.
+
+Besides types and required values, the pass refuses what the database or the snapshot would keep
+wrong or that could mislead a reader: infinite numbers (``inf``, ``1e309``) in a numeric column,
+cells longer than :data:`MAX_CELL_CHARS`, ids longer than the database holds or with control,
+invisible or bidirectional-text characters. Without ``schema.json`` the report says which type
+each column was given, and warns about a column of numbers made categorical by a few words.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +31,21 @@ SEED, LABEL, ROW = "seed_positive", "label", "row"
 RESERVED_CASE_COLUMNS = (CASE_ID, ENTITY_ID, TS, SEED, LABEL, ROW)
 RESERVED_EVENT_COLUMNS = (ENTITY_ID, TS)
 FLAG_STRINGS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}
+#: The longest value a cell may hold (an event's merchant name, a category).
+MAX_CELL_CHARS = 10_000
+#: ``case_id`` and ``entity_id``: as long as the database's columns.
+MAX_ID_CHARS = 200
+ID_COLUMNS = (CASE_ID, ENTITY_ID)
+#: Characters refused in ids: C0/C1 controls, zero-width and invisible characters, line
+#: separators, bidirectional-text controls (a right-to-left override makes "abc" look like "cba").
+FORBIDDEN_ID_CHARACTERS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]"
+)
+#: A column without a schema whose values are at least this share numbers, and that a few words
+#: made categorical, gets a warning.
+MOSTLY_NUMERIC = 0.9
+#: Integers beyond this are stored as floats (int64 cannot hold them).
+MAX_INT64 = 2**63 - 1
 
 Progress = Callable[[str, int, int | None], None]
 
@@ -63,7 +85,20 @@ class _ColumnStats:
     n_null: int = 0
     non_numeric: int = 0
     non_numeric_rows: list[int] = field(default_factory=list)
+    non_finite: int = 0
+    non_finite_rows: list[int] = field(default_factory=list)
     all_integral: bool = True
+    #: False once non-numbers stopped being counted (the column is text, not mostly numbers).
+    exact: bool = True
+
+    def could_be_mostly_numeric(self) -> bool:
+        present = self.n_values - self.n_null
+        return self.non_numeric <= (1.0 - MOSTLY_NUMERIC) * max(present, 1)
+
+    @property
+    def numeric_share(self) -> float:
+        present = self.n_values - self.n_null
+        return (present - self.non_numeric) / present if present else 0.0
 
 
 def _rows(mask: np.ndarray, start: int) -> list[int]:
@@ -76,7 +111,22 @@ def _as_numeric(values: pd.Series) -> pd.Series:
         return values.astype("float64")
     if pd.api.types.is_numeric_dtype(values):
         return values
-    return pd.to_numeric(values, errors="coerce")
+    numbers = pd.to_numeric(values, errors="coerce")
+    # pandas reads numbers beyond the float range ("1e309") as missing; they are infinite, and
+    # are to be refused as such, not taken for words.
+    missed = (numbers.isna() & values.notna()).to_numpy()
+    if missed.any():
+        numbers = numbers.astype("float64")
+        numbers[missed] = values[missed].map(_infinity_or_nan).to_numpy(dtype="float64")
+    return numbers
+
+
+def _infinity_or_nan(value) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        return np.nan
+    return number if np.isinf(number) else np.nan
 
 
 def flag_values(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,13 +153,14 @@ def parse_times(values: pd.Series) -> pd.Series:
 
 
 def _update_stats(stats: _ColumnStats, values: pd.Series, start: int, track: bool) -> None:
-    """Count values, nulls and non-numbers; once a column is known to be text, only nulls are
-    counted unless ``track`` (a column declared numeric, whose bad rows are reported)."""
+    """Count values, nulls, non-numbers and infinite numbers. Once a column is known to be text
+    (more than a few words), only nulls are counted, unless ``track`` (a column declared numeric,
+    whose bad rows are reported)."""
     null = values.isna().to_numpy()
-    if stats.non_numeric and not track:
+    if stats.non_numeric and not track and not stats.could_be_mostly_numeric():
         stats.n_values += len(values)
         stats.n_null += int(null.sum())
-        stats.non_numeric += 1
+        stats.exact = False
         return
     numbers = _as_numeric(values)
     non_numeric = ~null & numbers.isna().to_numpy()
@@ -121,10 +172,18 @@ def _update_stats(stats: _ColumnStats, values: pd.Series, start: int, track: boo
         stats.non_numeric_rows.extend(
             _rows(non_numeric, start)[: MAX_ROWS_SHOWN - len(stats.non_numeric_rows)]
         )
+    floats = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    infinite = np.isinf(floats)
+    if infinite.any():
+        stats.non_finite += int(infinite.sum())
+        stats.non_finite_rows.extend(
+            _rows(infinite, start)[: MAX_ROWS_SHOWN - len(stats.non_finite_rows)]
+        )
     if stats.all_integral and not n_bad:
-        finite = numbers.to_numpy(dtype="float64", na_value=np.nan)
-        finite = finite[~np.isnan(finite)]
-        stats.all_integral = bool(np.all(np.mod(finite, 1.0) == 0.0))
+        finite = floats[np.isfinite(floats)]
+        stats.all_integral = bool(np.all(np.mod(finite, 1.0) == 0.0)) and bool(
+            finite.size == 0 or np.abs(finite).max() < MAX_INT64
+        )
     elif n_bad:
         stats.all_integral = False
 
@@ -169,11 +228,11 @@ class _Validator:
         if path.stat().st_size == 0:
             self.report.add(path.name, "empty_file", "the file is empty")
             return None
-        fmt = reader.detect_format(path)
-        if fmt is None:
-            self.report.add(path.name, "not_csv_or_parquet", "the file is neither CSV nor Parquet")
+        sniffed = reader.sniff(path)
+        if sniffed.format is None:
+            self.report.add(path.name, sniffed.code, sniffed.message)
             return None
-        return SourceFile(role, path, fmt)
+        return SourceFile(role, path, sniffed.format, sniffed.compression)
 
     def load_schema(self, candidates: list[Path]) -> dict | None:
         if not candidates:
@@ -221,6 +280,10 @@ class _Validator:
                 start += len(chunk)
                 if self.progress:
                     self.progress(stage, start, total)
+        except UnicodeDecodeError as exc:  # the first bytes were UTF-8, later ones are not
+            message = reader.not_utf8_message(exc.object, exc.start, from_start=False)
+            after = f"after row {start}: " if start else ""
+            self.report.add(source.name, "not_utf8", f"{after}{message}")
         except Exception as exc:  # a CSV that breaks mid-way, a corrupt Parquet page
             self.report.add(source.name, "unreadable_file", f"cannot read past row {start}: {exc}")
 
@@ -264,22 +327,104 @@ class _Validator:
             )
         return int(ones.sum())
 
+    def cells(self, source: SourceFile, chunk: pd.DataFrame, start: int) -> None:
+        """Refuse values too long for any reader (an 8 MB cell is an accident, not data)."""
+        for column in chunk.columns:
+            too_long = _longer_than(chunk[column], MAX_CELL_CHARS)
+            if too_long is not None and too_long.any():
+                self.report.add(
+                    source.name,
+                    "cell_too_long",
+                    f"value longer than {MAX_CELL_CHARS:,} characters",
+                    column=str(column),
+                    rows=_rows(too_long, start),
+                    count=int(too_long.sum()),
+                )
+
+    def ids(self, source: SourceFile, column: str, values: pd.Series, start: int) -> None:
+        """Ids are shown, searched and linked: short, and free of characters that hide or
+        reorder text."""
+        text = values.where(values.notna(), "").astype(str)  # missing ids are reported apart
+        too_long = _longer_than(text, MAX_ID_CHARS)
+        if too_long is not None and too_long.any():
+            self.report.add(
+                source.name,
+                "id_too_long",
+                f"id longer than {MAX_ID_CHARS} characters",
+                column=column,
+                rows=_rows(too_long, start),
+                count=int(too_long.sum()),
+            )
+        bad = text.str.contains(FORBIDDEN_ID_CHARACTERS).to_numpy(dtype=bool)
+        if bad.any():
+            self.report.add(
+                source.name,
+                "bad_id_character",
+                "control, invisible or bidirectional-text character (such as U+202E, the "
+                "right-to-left override) in an id",
+                column=column,
+                rows=_rows(bad, start),
+                count=int(bad.sum()),
+            )
+
     def type_problems(
-        self, source: SourceFile, stats: dict[str, _ColumnStats], declared: dict[str, str] | None
+        self,
+        source: SourceFile,
+        table: str,
+        stats: dict[str, _ColumnStats],
+        declared: dict[str, str] | None,
+        plans: list[ColumnPlan],
     ) -> None:
-        if declared is None:
-            return
-        for column, kind in declared.items():
-            s = stats.get(column)
-            if kind == "numeric" and s is not None and s.non_numeric:
+        """Wrong values of numeric columns; without a schema, the types given and warnings."""
+        for plan in plans:
+            s = stats[plan.name]
+            if declared is not None and plan.kind == "numeric" and s.non_numeric:
                 self.report.add(
                     source.name,
                     "wrong_type",
                     "not a number in a numeric column",
-                    column=column,
+                    column=plan.name,
                     rows=s.non_numeric_rows,
                     count=s.non_numeric,
                 )
+            if plan.kind == "numeric" and s.non_finite:
+                self.report.add(
+                    source.name,
+                    "not_finite",
+                    "not a finite number (inf, -inf, or beyond the float range like 1e309) "
+                    "in a numeric column",
+                    column=plan.name,
+                    rows=s.non_finite_rows,
+                    count=s.non_finite,
+                )
+        if declared is not None or not plans:
+            return
+        self.report.inferred[table] = {plan.name: plan.kind for plan in plans}
+        for plan in plans:
+            s = stats[plan.name]
+            mostly = s.exact and s.non_numeric and s.numeric_share >= MOSTLY_NUMERIC
+            if plan.kind != "numeric" and mostly:
+                self.report.warn(
+                    source.name,
+                    "mostly_numeric",
+                    f"{s.numeric_share:.1%} of the values are numbers, but the values that are "
+                    "not made the column categorical: fix them, or declare the column numeric "
+                    "in schema.json to have them reported",
+                    column=plan.name,
+                    rows=s.non_numeric_rows,
+                    count=s.non_numeric,
+                )
+
+
+def _longer_than(values: pd.Series, limit: int) -> np.ndarray | None:
+    """Where a text column's values are longer than ``limit``; None for columns of no text."""
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        return None
+    try:
+        lengths = values.str.len()
+    except AttributeError:  # objects that are not text (Parquet lists, structs)
+        return None
+    return (lengths > limit).to_numpy(dtype=bool, na_value=False)
 
 
 def _plan_features(
@@ -368,6 +513,10 @@ def validate_dataset(
     n_cases = n_seed = 0
     for start, chunk in v.stream(cases_source, "validating cases"):
         n_cases = start + len(chunk)
+        v.cells(cases_source, chunk, start)
+        for column in ID_COLUMNS:
+            if column in chunk:
+                v.ids(cases_source, column, chunk[column], start)
         if CASE_ID in chunk:
             ids = chunk[CASE_ID]
             null = ids.isna().to_numpy() | (ids.astype(str).str.strip() == "").to_numpy()
@@ -392,7 +541,8 @@ def validate_dataset(
             _update_stats(stats[column], chunk[column], start, track)
     if n_cases == 0 and not any(p.code == "unreadable_file" for p in report.problems):
         report.add(cases_source.name, "empty_file", "the file has no rows")
-    v.type_problems(cases_source, stats, case_declared)
+    case_plans = _plan_features(case_features, stats, case_declared)
+    v.type_problems(cases_source, CASES, stats, case_declared, case_plans)
     if hash_parts:
         repeats = _duplicate_case_ids(
             cases_source, np.concatenate(position_parts), np.concatenate(hash_parts), chunk_rows
@@ -414,7 +564,7 @@ def validate_dataset(
     cases_plan = TablePlan(
         source=cases_source,
         columns=case_columns,
-        features=_plan_features(case_features, stats, case_declared) if case_features else [],
+        features=case_plans,
         n_rows=n_cases,
         has_entity=ENTITY_ID in case_columns,
         has_ts=TS in case_columns,
@@ -462,6 +612,7 @@ def _validate_events(
     n_rows = 0
     for start, chunk in v.stream(source, "validating events"):
         n_rows = start + len(chunk)
+        v.cells(source, chunk, start)
         if ENTITY_ID in chunk:
             ent = chunk[ENTITY_ID]
             null = ent.isna().to_numpy()
@@ -485,12 +636,13 @@ def _validate_events(
         p.code == "unreadable_file" and p.file == source.name for p in report.problems
     ):
         report.add(source.name, "empty_file", "the file has no rows")
-    v.type_problems(source, stats, declared)
+    plans = _plan_features(features, stats, declared)
+    v.type_problems(source, EVENTS, stats, declared, plans)
     report.files[EVENTS] = {"name": source.name, "format": source.format, "rows": n_rows}
     return TablePlan(
         source=source,
         columns=columns,
-        features=_plan_features(features, stats, declared) if features else [],
+        features=plans,
         n_rows=n_rows,
         has_entity=True,
         has_ts=True,

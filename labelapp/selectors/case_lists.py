@@ -1,4 +1,5 @@
-"""Reads of cases for lists and details: who may see which case, filters, the current answer."""
+"""Reads of cases for lists and details: filters and the current answer, over the cases the
+user may see (:func:`labelapp.policy.cases_visible_to`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
-from labelapp.models import BatchItem, Case, Dataset, Label
-from labelapp.roles import is_admin, is_expert
+from labelapp.models import Case, Dataset, Label
+from labelapp.policy import cases_visible_to
 
 NO_ANSWER = "none"
 
@@ -22,19 +23,6 @@ def current_answer_subquery() -> Subquery:
         .values("answer")[:1]
     )
     return Subquery(standing)
-
-
-def cases_visible_to(user: Any, cases: QuerySet[Case] | None = None) -> QuerySet[Case]:
-    """Admins see every case; an expert the cases leased to them or that they labeled."""
-    cases = Case.objects.all() if cases is None else cases
-    if is_admin(user):
-        return cases
-    if is_expert(user):
-        mine = Q(Exists(BatchItem.objects.filter(case=OuterRef("pk"), assigned_to=user))) | Q(
-            Exists(Label.objects.filter(case=OuterRef("pk"), user=user))
-        )
-        return cases.filter(mine)
-    return cases.none()
 
 
 def case_list(

@@ -13,7 +13,8 @@ Races: both services lock the case row (``SELECT ... FOR UPDATE`` on PostgreSQL;
 every write transaction ``IMMEDIATE``, which serialises them), then decide on what is committed.
 Of two experts answering the same case at the same moment exactly one label is stored; the other
 gets :class:`LabelConflict`. A repeated submit with the same idempotency key returns the label the
-first one stored.
+first one stored (:func:`label_create_or_replay` says which of the two it was), and a repeated
+answer without a key (a double-clicked "skip") is refused rather than stored twice.
 """
 
 from __future__ import annotations
@@ -87,17 +88,48 @@ def label_create(
     Raises
     ------
     LabelConflict
-        The case already holds a settling answer (from another expert, or from this one), or the
-        idempotency key was used for another case or by another user.
+        The case already holds a settling answer (from another expert, or from this one), this
+        user already skipped it in this batch, or the idempotency key was used for another case
+        or by another user.
     ValueError
         Unknown answer.
     """
+    label, _ = label_create_or_replay(
+        user=user,
+        case=case,
+        answer=answer,
+        pattern=pattern,
+        comment=comment,
+        via=via,
+        idempotency_key=idempotency_key,
+        batch_item=batch_item,
+        seconds_spent=seconds_spent,
+        review_round=review_round,
+    )
+    return label
+
+
+def label_create_or_replay(
+    *,
+    user: Any,
+    case: Case,
+    answer: str,
+    pattern: PatternTag | None = None,
+    comment: str = "",
+    via: str = "page",
+    idempotency_key: str | None = None,
+    batch_item: BatchItem | None = None,
+    seconds_spent: float | None = None,
+    review_round: int = 1,
+) -> tuple[Label, bool]:
+    """:func:`label_create`, and whether this call stored the label (``False``: a replay of the
+    submit with the same idempotency key, decided under the case's lock)."""
     if answer not in ANSWERS:
         raise ValueError(f"unknown answer {answer!r}; expected one of {', '.join(ANSWERS)}")
     if idempotency_key:
         existing = _label_for_key(idempotency_key, user=user, case=case)
         if existing is not None:
-            return existing
+            return existing, False
     try:
         with transaction.atomic():
             return _label_create_locked(
@@ -117,7 +149,7 @@ def label_create(
         if idempotency_key:
             existing = _label_for_key(idempotency_key, user=user, case=case)
             if existing is not None:
-                return existing
+                return existing, False
         raise
 
 
@@ -142,13 +174,13 @@ def _label_create_locked(
     batch_item: BatchItem | None,
     seconds_spent: float | None,
     review_round: int,
-) -> Label:
+) -> tuple[Label, bool]:
     case = _lock_case(case.pk)
     if idempotency_key:
         # The first submit may have committed while we waited for the lock.
         existing = _label_for_key(idempotency_key, user=user, case=case)
         if existing is not None:
-            return existing
+            return existing, False
     if batch_item is None:
         batch_item = _open_batch_item(case)
     elif batch_item.case_id != case.pk:
@@ -166,6 +198,16 @@ def _label_create_locked(
             f"You already answered case {case.case_id} ({mine.get_answer_display()}); "
             "undo that answer first to change it."
         )
+    skipped_here = [
+        label
+        for label in labels
+        if label.answer == Label.Answer.SKIPPED
+        and label.user_id == user.pk
+        and label.batch_item_id == (batch_item.pk if batch_item else None)
+    ]
+    if answer == Label.Answer.SKIPPED and skipped_here:
+        # A second skip adds nothing but a row: it is a repeated submit (a double click).
+        raise LabelConflict(f"You already skipped case {case.case_id}.")
     if len(settled) >= required:
         first = settled[0]
         raise LabelConflict(
@@ -211,7 +253,7 @@ def _label_create_locked(
         },
         via=via,
     )
-    return label
+    return label, True
 
 
 def _lock_case(pk: int) -> Case:
@@ -355,11 +397,12 @@ def _sync_case_and_item(
     if held_by_other:
         pass  # another expert holds the case now: leave their lease alone
     elif undoing and item.status == BatchItem.Status.OPEN:
-        # The case comes back to the expert who undid the answer.
-        from labelapp.services.queue import LEASE_DURATION
+        # The case comes back to the expert who undid the answer (their next case goes back).
+        from labelapp.services.queue import LEASE_DURATION, queue_release_others
 
         item.assigned_to = user
         item.lease_expires_at = now + LEASE_DURATION
+        queue_release_others(user=user, item=item)
     else:
         item.assigned_to = None
         item.lease_expires_at = None

@@ -7,7 +7,10 @@ expires (the expert went home) the case returns to the queue. An item that needs
 
 "Next case" is one index-backed query over the (small) current batch, claimed with
 ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two experts asking at the same moment get
-two different cases without waiting on each other.
+two different cases without waiting on each other. One expert asking twice at the same moment
+(two tabs, a double click) gets one case: each expert's requests take turns on a lock of their
+own user row, so the second sees the lease the first took and gets that case back. An expert
+holds one open lease per batch (cases reserved for a second look aside).
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import random
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, When
 from django.utils import timezone
 
-from labelapp.models import BatchItem, Dataset, Iteration, Label
+from labelapp.models import BatchItem, Dataset, Iteration, Label, NoiseFlag
 from labelapp.services.audit import audit_event_create
 
 #: How long a case stays reserved for the expert who opened it (experts spend 5-15 min a case).
@@ -67,9 +71,10 @@ def queue_next_case(*, user: Any, dataset: Dataset) -> BatchItem | None:
     iteration = current_batch_iteration(dataset)
     if iteration is None:
         return None
-    now = timezone.now()
-    held_by_user = Q(assigned_to=user, lease_expires_at__gt=now)
     with transaction.atomic():
+        _take_turns(user)
+        now = timezone.now()
+        held_by_user = Q(assigned_to=user, lease_expires_at__gt=now)
         # One query: the case the user already holds first, else the first free one.
         candidates = (
             _offerable_items(iteration=iteration, user=user, now=now)
@@ -87,20 +92,50 @@ def queue_next_case(*, user: Any, dataset: Dataset) -> BatchItem | None:
         return item
 
 
+def _take_turns(user: Any) -> None:
+    """Lock the user's row until the transaction ends: one user's queue requests run one at a
+    time (other users' are not held up). SQLite serialises write transactions anyway."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+
+
 def queue_lease_for_case(*, user: Any, item: BatchItem) -> bool:
     """Take or renew the lease on one item (an expert opened its case page). False if held.
 
     Uses a conditional ``UPDATE``: the lease is taken only if the item is open and free (or
-    already ours), so two experts opening the same case cannot both hold it.
+    already ours), so two experts opening the same case cannot both hold it. The user's other
+    lease in the batch, if any, goes back to the queue (one open lease per expert and batch).
     """
-    now = timezone.now()
-    free = Q(assigned_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(assigned_to=user)
-    changed = (
-        BatchItem.objects.filter(pk=item.pk, status=BatchItem.Status.OPEN)
-        .filter(free)
-        .update(assigned_to=user, lease_expires_at=now + LEASE_DURATION)
-    )
+    with transaction.atomic():
+        _take_turns(user)
+        now = timezone.now()
+        free = Q(assigned_to__isnull=True) | Q(lease_expires_at__lte=now) | Q(assigned_to=user)
+        changed = (
+            BatchItem.objects.filter(pk=item.pk, status=BatchItem.Status.OPEN)
+            .filter(free)
+            .update(assigned_to=user, lease_expires_at=now + LEASE_DURATION)
+        )
+        if changed:
+            queue_release_others(user=user, item=item)
     return changed == 1
+
+
+def queue_release_others(*, user: Any, item: BatchItem) -> int:
+    """Give back the user's other live leases in ``item``'s batch (not cases reserved for them
+    for a second look); returns how many."""
+    reserved = Exists(
+        NoiseFlag.objects.filter(review_item=OuterRef("pk"), status=NoiseFlag.Status.SENT)
+    )
+    return (
+        BatchItem.objects.filter(
+            iteration_id=item.iteration_id,
+            assigned_to=user,
+            status=BatchItem.Status.OPEN,
+            lease_expires_at__gt=timezone.now(),
+        )
+        .exclude(pk=item.pk)
+        .exclude(reserved)
+        .update(assigned_to=None, lease_expires_at=None)
+    )
 
 
 def queue_release(*, user: Any, item: BatchItem) -> bool:

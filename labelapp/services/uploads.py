@@ -35,8 +35,10 @@ def upload_folder(upload_id: str) -> Path:
 def _target_name(role: str, original: str) -> str:
     if role == SCHEMA:
         return "schema.json"
-    suffix = Path(original).suffix.lower() or ".bin"
-    return f"{role}{suffix}"
+    suffixes = [s.lower() for s in Path(original).suffixes]
+    # A compressed file keeps what it compresses: cases.csv.gz stays a .csv.gz.
+    suffix = "".join(suffixes[-2:]) if suffixes[-1:] == [".gz"] else "".join(suffixes[-1:])
+    return f"{role}{suffix or '.bin'}"
 
 
 def upload_save(*, files: Mapping[str, UploadedFile | None]) -> tuple[str, int]:

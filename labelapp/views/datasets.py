@@ -6,16 +6,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from labelapp.models import Dataset
-from labelapp.roles import expert_required
+from labelapp.policy import Action, requires
 from labelapp.selectors.datasets import dataset_detail, dataset_list, dataset_pool_rows
 
 
-@expert_required
+@requires(Action.DATASET_VIEW)
 def dataset_list_view(request: HttpRequest) -> HttpResponse:
     return render(request, "labelapp/dataset_list.html", {"datasets": dataset_list()})
 
 
-@expert_required
+@requires(Action.DATASET_VIEW)
 def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:
     try:
         dataset = dataset_detail(name)

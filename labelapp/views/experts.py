@@ -10,12 +10,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from labelapp.models import Dataset, PatternTag
-from labelapp.roles import admin_required, expert_required, is_admin
+from labelapp.policy import Action, requires
+from labelapp.roles import is_admin
 from labelapp.selectors.labels import expert_stats, label_audit_events
 from labelapp.services.audit import audit_event_create
 
 
-@expert_required
+@requires(Action.STATS_VIEW)
 def expert_stats_view(request: HttpRequest) -> HttpResponse:
     """Admins see every expert; an expert sees their own line."""
     dataset = None
@@ -41,7 +42,7 @@ class PatternTagForm(forms.ModelForm):
         widgets = {"description": forms.TextInput()}
 
 
-@admin_required
+@requires(Action.PATTERN_MANAGE)
 def pattern_list_view(request: HttpRequest) -> HttpResponse:
     form = PatternTagForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -53,7 +54,7 @@ def pattern_list_view(request: HttpRequest) -> HttpResponse:
     return render(request, "labelapp/pattern_list.html", {"tags": tags, "form": form})
 
 
-@admin_required
+@requires(Action.PATTERN_MANAGE)
 def pattern_edit_view(request: HttpRequest, pk: int) -> HttpResponse:
     tag = get_object_or_404(PatternTag, pk=pk)
     form = PatternTagForm(request.POST or None, instance=tag)
@@ -66,7 +67,7 @@ def pattern_edit_view(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "labelapp/pattern_edit.html", {"tag": tag, "form": form})
 
 
-@admin_required
+@requires(Action.PATTERN_MANAGE)
 @require_POST
 def pattern_delete_view(request: HttpRequest, pk: int) -> HttpResponse:
     tag = get_object_or_404(PatternTag, pk=pk)

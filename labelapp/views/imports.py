@@ -12,15 +12,17 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 
 from labelapp.importing.report import ImportReport
-from labelapp.roles import admin_required
+from labelapp.policy import Action, requires
 from labelapp.services.uploads import upload_import, upload_save, upload_status
 from labelapp.tasks.imports import dataset_import_upload
 
 
 class DatasetImportForm(forms.Form):
     name = forms.SlugField(max_length=100, help_text="Letters, digits, - and _.")
-    cases = forms.FileField(help_text="cases.csv or cases.parquet")
-    events = forms.FileField(required=False, help_text="events.csv or events.parquet (optional)")
+    cases = forms.FileField(help_text="cases.csv, cases.csv.gz or cases.parquet")
+    events = forms.FileField(
+        required=False, help_text="events.csv, events.csv.gz or events.parquet (optional)"
+    )
     schema = forms.FileField(required=False, help_text="schema.json (optional)")
     replace = forms.BooleanField(required=False, help_text="Replace a dataset of this name.")
 
@@ -29,7 +31,7 @@ def _report_context(report: dict | None) -> dict:
     return {"report": ImportReport.from_dict(report) if report else None}
 
 
-@admin_required
+@requires(Action.DATASET_IMPORT)
 def dataset_import_view(request: HttpRequest) -> HttpResponse:
     form = DatasetImportForm(request.POST or None, request.FILES or None)
     if request.method != "POST" or not form.is_valid():
@@ -77,12 +79,12 @@ def _status_context(upload_id: str) -> dict:
     }
 
 
-@admin_required
+@requires(Action.DATASET_IMPORT)
 def dataset_import_status_view(request: HttpRequest, upload_id: str) -> HttpResponse:
     return render(request, "labelapp/dataset_import_status.html", _status_context(upload_id))
 
 
-@admin_required
+@requires(Action.DATASET_IMPORT)
 def dataset_import_progress_view(request: HttpRequest, upload_id: str) -> HttpResponse:
     """The htmx fragment polled by the status page (it stops polling once the import ends)."""
     context = _status_context(upload_id)

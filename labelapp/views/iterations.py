@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 
 from labelapp.charts import bar_chart, line_chart
 from labelapp.models import Dataset, Iteration
-from labelapp.roles import admin_required, expert_required
+from labelapp.policy import Action, cases_visible_to, requires
 from labelapp.selectors.iterations import iteration_history, iteration_list, iteration_progress
 from labelapp.services.iterations import (
     PARAM_SPECS,
@@ -61,7 +61,7 @@ class IterationLaunchForm(forms.Form):
         return data
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_list_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     iteration_reap_stale(dataset=dataset)
@@ -93,7 +93,7 @@ def iteration_list_view(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     form = IterationLaunchForm(request.POST or None, dataset=dataset)
@@ -150,7 +150,7 @@ def _detail_context(iteration: Iteration) -> dict:
     return context
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_detail_view(request: HttpRequest, name: str, number: int) -> HttpResponse:
     """An iteration's page, at its dataset and number: ``#2`` of a dataset is ``.../2/``."""
     iteration = get_object_or_404(
@@ -159,11 +159,13 @@ def iteration_detail_view(request: HttpRequest, name: str, number: int) -> HttpR
     iteration_reap_stale(dataset=iteration.dataset)
     iteration.refresh_from_db()
     context = _detail_context(iteration)
-    context["batch"] = iteration.batch.select_related("case", "assigned_to")[:200]
+    # An expert sees the rows of their own cases only (the case pages' rule).
+    batch = iteration.batch.filter(case__in=cases_visible_to(request.user))
+    context["batch"] = batch.select_related("case", "assigned_to")[:200]
     return render(request, "labelapp/iteration_detail.html", context)
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_by_id_view(request: HttpRequest, pk: int) -> HttpResponse:
     """Old links by database id (and the API's ids) lead to the page by dataset and number."""
     iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
@@ -174,7 +176,7 @@ def iteration_url(iteration: Iteration) -> str:
     return reverse("iteration-detail", args=[iteration.dataset.name, iteration.number])
 
 
-@expert_required
+@requires(Action.ITERATION_VIEW)
 def iteration_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
     """The progress fragment; once the run ends the page reloads itself to show the metrics."""
     iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
@@ -189,7 +191,7 @@ def iteration_progress_view(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 @require_POST
 def iteration_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)
@@ -200,7 +202,7 @@ def iteration_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(iteration_url(iteration))
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 @require_POST
 def iteration_retry_view(request: HttpRequest, pk: int) -> HttpResponse:
     iteration = get_object_or_404(Iteration.objects.select_related("dataset"), pk=pk)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,7 +12,8 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from labelapp.models import Dataset, Label, NoiseFlag
-from labelapp.roles import ADMIN, EXPERT, admin_required, expert_required
+from labelapp.policy import Action, may_review, requires
+from labelapp.roles import ADMIN, EXPERT
 from labelapp.selectors.audit_noise import (
     expert_agreement,
     first_answers,
@@ -36,7 +38,7 @@ def _experts():
     )
 
 
-@admin_required
+@requires(Action.AUDIT)
 def label_audit_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     status = request.GET.get("status") or ""
@@ -56,7 +58,7 @@ def label_audit_view(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
-@admin_required
+@requires(Action.AUDIT)
 @require_POST
 def label_audit_run_view(request: HttpRequest, name: str) -> HttpResponse:
     from labelapp.tasks.neighbors import noise_audit_task
@@ -68,7 +70,7 @@ def label_audit_run_view(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("label-audit", name=name)
 
 
-@admin_required
+@requires(Action.AUDIT)
 @require_POST
 def label_audit_send_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
@@ -97,19 +99,18 @@ def label_audit_send_view(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("label-audit", name=name)
 
 
-@expert_required
+@requires(Action.REVIEW)
 def review_list_view(request: HttpRequest) -> HttpResponse:
     return render(
         request, "labelapp/label_audit_reviews.html", {"flags": reviews_for(request.user)}
     )
 
 
-@expert_required
+@requires(Action.REVIEW)
 def review_view(request: HttpRequest, pk: int) -> HttpResponse:
     flag = get_object_or_404(NoiseFlag.objects.select_related("case", "dataset"), pk=pk)
-    if flag.reviewer_id != request.user.pk and flag.status == NoiseFlag.Status.SENT:
-        messages.error(request, "This second look was sent to another expert.")
-        return redirect("label-audit-reviews")
+    if not may_review(request.user, flag):
+        raise PermissionDenied("This second look was not sent to you.")
     if request.method == "POST":
         try:
             noise_review_answer(

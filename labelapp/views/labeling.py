@@ -12,6 +12,7 @@ import uuid
 from functools import wraps
 
 from django.contrib import messages
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,7 +21,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from labelapp.models import BatchItem, Case, Dataset, Label, PatternTag
-from labelapp.roles import admin_required, expert_required, is_admin
+from labelapp.policy import Action, cases_visible_to, requires
+from labelapp.roles import is_admin
 from labelapp.selectors import cases as case_selectors
 from labelapp.selectors.labels import last_undoable_label, recent_answers
 from labelapp.services.labels import LabelError, label_create, label_undo
@@ -35,6 +37,9 @@ from labelapp.services.queue import (
 
 #: Time spent on a case longer than this is not "time per case" (the expert left the desk).
 MAX_SECONDS_PER_CASE = 3600
+#: How long an answer form's "this case was shown to you" note stays good.
+SHOWN_TOKEN_MAX_AGE = 24 * 3600
+SHOWN_SALT = "labelapp.case-shown"
 
 
 def server_timing(view):
@@ -86,7 +91,7 @@ def _case_for(request: HttpRequest, pk: int) -> Case:
 
 
 @server_timing
-@expert_required
+@requires(Action.LABEL)
 def queue_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     iteration = current_batch_iteration(dataset)
@@ -109,7 +114,7 @@ def queue_view(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @server_timing
-@expert_required
+@requires(Action.LABEL)
 def queue_next_view(request: HttpRequest, name: str) -> HttpResponse:
     """Lease the next case and show it (GET and POST: the queue's "Start" is a link)."""
     dataset = get_object_or_404(Dataset, name=name)
@@ -122,7 +127,7 @@ def queue_next_view(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("case-detail", pk=item.case_id)
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 @require_POST
 def double_labeling_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
@@ -143,7 +148,7 @@ def double_labeling_view(request: HttpRequest, name: str) -> HttpResponse:
 
 
 @server_timing
-@expert_required
+@requires(Action.CASE_VIEW)
 def case_view(request: HttpRequest, pk: int) -> HttpResponse:
     case = _case_for(request, pk)
     return _render_workspace(request, dataset=case.dataset, case=case, full_page=True)
@@ -207,6 +212,7 @@ def _workspace_context(
             "entity_labels": case_selectors.entity_labels(case),
             "idempotency_key": uuid.uuid4().hex,
             "shown_at": f"{time.time():.3f}",
+            "shown_token": _shown_token(request.user, case),
         }
     )
     return context
@@ -259,14 +265,14 @@ def _render_workspace(
 
 
 @server_timing
-@expert_required
+@requires(Action.LABEL)
 @require_POST
 def answer_view(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         case = _case_for(request, pk)
     except PermissionDenied:
         case = Case.objects.filter(pk=pk).select_related("dataset").first()
-        if case is None or not case.batch_items.exists():
+        if case is None or not _was_shown(request, case) or not case.batch_items.exists():
             raise
         # The reservation ran out and another expert holds (or answered) the case now.
         return _next_case_response(
@@ -326,6 +332,26 @@ def _case_with_model(item: BatchItem | None) -> Case | None:
     return item.case if item is not None else None
 
 
+def _shown_token(user, case: Case) -> str:
+    """A signed note, put in the answer form, that this case's page was shown to this user."""
+    return signing.dumps([case.pk, user.pk], salt=SHOWN_SALT, compress=True)
+
+
+def _was_shown(request: HttpRequest, case: Case) -> bool:
+    """Whether the answer comes from a page of this case that was shown to this user.
+
+    Only then may a refused answer say that the reservation ran out (anyone else gets 403 and
+    learns nothing about the case).
+    """
+    try:
+        shown = signing.loads(
+            request.POST.get("shown_token", ""), salt=SHOWN_SALT, max_age=SHOWN_TOKEN_MAX_AGE
+        )
+    except signing.BadSignature:
+        return False
+    return shown == [case.pk, request.user.pk]
+
+
 def _seconds_since(shown_at: str | None) -> float | None:
     try:
         seconds = time.time() - float(shown_at or "")
@@ -335,7 +361,7 @@ def _seconds_since(shown_at: str | None) -> float | None:
 
 
 @server_timing
-@expert_required
+@requires(Action.LABEL)
 @require_POST
 def undo_last_view(request: HttpRequest, name: str) -> HttpResponse:
     """Undo the user's newest answer on the dataset and bring that case back to them."""
@@ -344,8 +370,11 @@ def undo_last_view(request: HttpRequest, name: str) -> HttpResponse:
     if label is None:
         error = "Nothing to undo: you have no recent answer on this dataset."
         if request.htmx:
-            current = request.POST.get("case")
-            case = Case.objects.filter(pk=current, dataset=dataset).first() if current else None
+            current = request.POST.get("case", "")
+            case = None
+            if current.isdigit():  # the case the page shows, if it is the user's to see
+                mine = cases_visible_to(request.user, dataset.cases.filter(pk=int(current)))
+                case = mine.select_related("dataset", "dataset__current_model").first()
             return _render_workspace(request, dataset=dataset, case=case, error=error)
         messages.warning(request, error)
         return redirect("queue", name=dataset.name)

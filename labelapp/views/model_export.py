@@ -8,11 +8,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
 
 from labelapp.models import ModelVersion
-from labelapp.roles import admin_required
+from labelapp.policy import Action, requires
 from labelapp.services.export import ExportError, bundle_filename, model_version_export_file
 
 
-@admin_required
+@requires(Action.MODEL_DOWNLOAD)
 def model_download_view(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=pk)
     try:

@@ -9,7 +9,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from labelapp.models import Dataset, ModelVersion
-from labelapp.roles import admin_required, expert_required
+from labelapp.policy import Action, requires
 from labelapp.selectors.iterations import (
     model_version_compare,
     model_version_lineage,
@@ -23,7 +23,7 @@ from labelapp.services.model_versions import (
 )
 
 
-@expert_required
+@requires(Action.MODEL_VIEW)
 def model_list_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     versions = model_version_list(dataset)
@@ -40,7 +40,7 @@ def model_list_view(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
-@expert_required
+@requires(Action.MODEL_VIEW)
 def model_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(
         ModelVersion.objects.select_related("dataset", "iteration", "parent"), pk=pk
@@ -57,7 +57,7 @@ def model_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@expert_required
+@requires(Action.MODEL_VIEW)
 def model_compare_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     versions = list(model_version_list(dataset))
@@ -83,7 +83,7 @@ def model_compare_view(request: HttpRequest, name: str) -> HttpResponse:
     )
 
 
-@admin_required
+@requires(Action.MODEL_MANAGE)
 @require_POST
 def model_promote_view(request: HttpRequest, pk: int) -> HttpResponse:
     version = get_object_or_404(ModelVersion.objects.select_related("dataset"), pk=pk)
@@ -96,7 +96,7 @@ def model_promote_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("model-list", name=version.dataset.name)
 
 
-@admin_required
+@requires(Action.MODEL_MANAGE)
 @require_POST
 def model_rollback_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)

@@ -9,15 +9,16 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 
 from labelapp.models import Case
-from labelapp.roles import admin_required, expert_required
+from labelapp.policy import Action, require_case, requires
 from labelapp.selectors.similar import similar_cases
 from labelapp.services.similar import MORE_LIKE_THIS_SIZE, batch_more_like_this
 
 
-@expert_required
+@requires(Action.CASE_VIEW)
 def case_similar_view(request: HttpRequest, pk: int) -> HttpResponse:
     """Fragment: the most similar known positives and "not confirmed" cases, the kNN score."""
     case = get_object_or_404(Case.objects.select_related("dataset__current_model"), pk=pk)
+    require_case(request.user, case)  # the case page's own rule: a case in the expert's queue
     return render(
         request,
         "labelapp/case_similar.html",
@@ -25,7 +26,7 @@ def case_similar_view(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@admin_required
+@requires(Action.ITERATION_RUN)
 @require_POST
 def more_like_this_view(request: HttpRequest, pk: int) -> HttpResponse:
     case = get_object_or_404(Case.objects.select_related("dataset"), pk=pk)

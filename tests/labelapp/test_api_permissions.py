@@ -1,7 +1,8 @@
 """The permission matrix: every endpoint, for an admin, an expert, a user without role, anonymous.
 
-Admins may do everything; experts read datasets, the cases in their queue and their labels, and
-label; a user without a role may do nothing (403); anonymous callers get 401.
+Admins may do everything; experts read datasets, the cases in their queue, their labels,
+iterations and model versions, and label; a user without a role may do nothing (403); anonymous
+callers get 401.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ MATRIX: dict[str, Call] = {
     "label undo": Call(
         "post", lambda w: f"/api/labels/{w.expert_label.pk}/undo/", (403, 201, 403, 401)
     ),
-    "iteration list": Call("get", lambda w: "/api/datasets/toy/iterations/", (200, 403, 403, 401)),
+    "iteration list": Call("get", lambda w: "/api/datasets/toy/iterations/", (200, 200, 403, 401)),
     "iteration launch": Call(
         "post", lambda w: "/api/datasets/toy/iterations/", (201, 403, 403, 401), _launch_body
     ),
     "iteration detail": Call(
-        "get", lambda w: f"/api/iterations/{w.iteration.pk}/", (200, 403, 403, 401)
+        "get", lambda w: f"/api/iterations/{w.iteration.pk}/", (200, 200, 403, 401)
     ),
     "iteration cancel": Call(
         "post", lambda w: f"/api/iterations/{w.running.pk}/cancel/", (200, 403, 403, 401)
@@ -90,9 +91,9 @@ MATRIX: dict[str, Call] = {
     "iteration retry": Call(
         "post", lambda w: f"/api/iterations/{w.failed.pk}/retry/", (201, 403, 403, 401)
     ),
-    "model list": Call("get", lambda w: "/api/datasets/toy/models/", (200, 403, 403, 401)),
+    "model list": Call("get", lambda w: "/api/datasets/toy/models/", (200, 200, 403, 401)),
     "model detail": Call(
-        "get", lambda w: f"/api/models/{w.model_version.pk}/", (200, 403, 403, 401)
+        "get", lambda w: f"/api/models/{w.model_version.pk}/", (200, 200, 403, 401)
     ),
     "model promote": Call(
         "post", lambda w: f"/api/models/{w.model_version.pk}/promote/", (200, 403, 403, 401)
@@ -162,5 +163,6 @@ def test_every_api_route_is_in_the_matrix():
         "models/<int:pk>/",
         "models/<int:pk>/download/",
         "score/",
+        "^(?P<path>.*)$",  # the JSON 404 of every other path (test_api_errors)
     }
     assert api_routes == covered

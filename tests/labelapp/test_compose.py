@@ -57,7 +57,8 @@ def test_environment_points_at_the_services(compose):
         assert env["DATABASE_URL"].startswith("postgres://") and "@db:5432/" in env["DATABASE_URL"]
         assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379/")
         assert env["DEBUG"] == "0"
-        assert "SECRET_KEY" in env
+        # No key ships with the file: compose stops unless SECRET_KEY is set (issue 15).
+        assert env["SECRET_KEY"].startswith("${SECRET_KEY:?")
         deps = compose["services"][name]["depends_on"]
         assert deps["db"]["condition"] == deps["redis"]["condition"] == "service_healthy"
     db_env = compose["services"]["db"]["environment"]
@@ -75,3 +76,9 @@ def test_dockerfile_serves_static_files_with_whitenoise():
     from django.conf import settings
 
     assert "whitenoise.middleware.WhiteNoiseMiddleware" in settings.MIDDLEWARE
+
+
+def test_no_secret_key_ships_with_the_deployment_files():
+    for name in ("docker-compose.yml", "Dockerfile"):
+        text = (REPO_ROOT / name).read_text()
+        assert "change-me" not in text and "SECRET_KEY:-" not in text, name

@@ -139,18 +139,96 @@ class TestRejections:
         assert (problem.count, problem.rows, problem.file) == (2, [3, 12], "events.csv")
 
     @pytest.mark.parametrize(
-        "name, content",
+        "name, content, says",
         [
-            ("cases.xlsx", b"PK\x03\x04 a zip file"),
-            ("cases.parquet", b"case_id,entity_id\n1,2\n"),
-            ("cases.csv", b"\x00\x01\x02 binary"),
+            ("cases.xlsx", b"PK\x03\x04 a zip file", "zip archive"),
+            ("cases.parquet", b"case_id,entity_id\n1,2\n", "neither CSV"),
+            ("cases.gz", b"\x1f\x8b\x08 gzip", "name it .csv.gz"),
         ],
     )
-    def test_neither_csv_nor_parquet(self, spoil, artifacts, name, content):
+    def test_neither_csv_nor_parquet(self, spoil, artifacts, name, content, says):
         folder = spoil()
         (folder / "cases.csv").unlink()
         (folder / name).write_bytes(content)
-        assert one(rejected(folder, artifacts), "not_csv_or_parquet").file == name
+        problem = one(rejected(folder, artifacts), "not_csv_or_parquet")
+        assert problem.file == name and says in problem.message
+
+    # -- issue 15, D11: what is wrong with a file that is not UTF-8 CSV ---------------------------
+    def test_a_latin1_file_is_named_as_such(self, good_csv, tmp_path, artifacts):
+        folder = tmp_path / "latin1"
+        folder.mkdir()
+        frame = pd.read_csv(good_csv / "cases.csv", dtype=str, keep_default_na=False)
+        frame.loc[3, "terminal_id"] = "café"
+        frame.to_csv(folder / "cases.csv", index=False, encoding="latin-1")
+        problem = one(rejected(folder, artifacts), "not_utf8")
+        assert problem.file == "cases.csv"
+        assert "0xE9 on line 5" in problem.message and "Latin-1" in problem.message
+
+    def test_latin1_after_the_first_bytes_is_found_too(self, tmp_path, artifacts):
+        folder = make_dataset_dir(tmp_path, n_cases=2000, with_events=False, fmt="csv")
+        frame = pd.read_csv(folder / "cases.csv", dtype=str, keep_default_na=False)
+        frame.loc[1990, "terminal_id"] = "café"  # far beyond the 64 KiB looked at first
+        frame.to_csv(folder / "cases.csv", index=False, encoding="latin-1")
+        assert (folder / "cases.csv").stat().st_size > 150_000
+        problem = one(rejected(folder, artifacts), "not_utf8")
+        assert "0xE9" in problem.message and "Latin-1" in problem.message
+
+    @pytest.mark.parametrize(
+        "content, code, says",
+        [
+            (b"case_id,amount\nc1,1\x00\n", "binary_content", "NUL byte at byte 20"),
+            ("case_id,amount\nc1,1\n".encode("utf-16"), "not_utf8", "UTF-16"),
+        ],
+    )
+    def test_binary_content_and_utf16_are_named(self, tmp_path, artifacts, content, code, says):
+        folder = tmp_path / "bin"
+        folder.mkdir()
+        (folder / "cases.csv").write_bytes(content)
+        problem = one(rejected(folder, artifacts), code)
+        assert says in problem.message, problem.message
+
+    # -- issue 15, D4: infinite numbers ---------------------------------------------------------
+    @pytest.mark.parametrize("value", ["inf", "-inf", "1e309", "-Infinity"])
+    @pytest.mark.parametrize("with_schema", [True, False])
+    def test_infinite_numbers_are_refused(self, spoil, artifacts, value, with_schema):
+        folder = spoil(
+            lambda f: _set(f, 6, "amount", value), edit_events=lambda e: _set(e, 9, "amount", value)
+        )
+        if not with_schema:  # inferred numeric: the same rule
+            (folder / "schema.json").unlink()
+        problems = rejected(folder, artifacts)
+        assert one(problems, "not_finite", "amount", "cases.csv").rows == [6]
+        assert one(problems, "not_finite", "amount", "events.csv").rows == [9]
+
+    def test_infinite_numbers_in_parquet_are_refused(self, tmp_path, artifacts):
+        folder = make_dataset_dir(tmp_path, n_cases=100, with_events=False)
+        cases = pd.read_parquet(folder / "cases.parquet")
+        cases.loc[[2, 40], "amount"] = [np.inf, -np.inf]
+        cases.to_parquet(folder / "cases.parquet", index=False)
+        problem = one(rejected(folder, artifacts), "not_finite", "amount")
+        assert (problem.count, problem.rows) == (2, [3, 41])
+
+    # -- issue 15: cell sizes and the characters of ids -----------------------------------------
+    def test_an_8mb_cell_is_refused(self, spoil, artifacts):
+        huge = "x" * (8 * 1024 * 1024)
+        problems = rejected(spoil(edit_events=lambda e: _set(e, 2, "terminal_id", huge)), artifacts)
+        assert one(problems, "cell_too_long", "terminal_id", "events.csv").rows == [2]
+
+    @pytest.mark.parametrize(
+        "case_id",
+        ["tx\u202e5gpj.exe", "tx\x07bell", "tx\u200bzero-width", "tx\u2066isolate", "tx\nline"],
+    )
+    def test_control_and_bidi_characters_in_ids_are_refused(self, spoil, artifacts, case_id):
+        folder = spoil(lambda f: _set(_set(f, 4, "case_id", case_id), 7, "entity_id", "e\u202e1"))
+        problems = rejected(folder, artifacts)
+        assert one(problems, "bad_id_character", "case_id").rows == [4]
+        assert one(problems, "bad_id_character", "entity_id").rows == [7]
+
+    def test_ids_longer_than_the_database_holds_are_refused(self, spoil, artifacts):
+        problem = one(
+            rejected(spoil(lambda f: _set(f, 3, "case_id", "c" * 201)), artifacts), "id_too_long"
+        )
+        assert (problem.column, problem.rows) == ("case_id", [3])
 
     @pytest.mark.parametrize("content", [b"", b"entity_id,ts,amount,terminal_id\n"])
     def test_empty_file(self, spoil, artifacts, content):
@@ -239,6 +317,54 @@ class TestImports:
         assert dataset.schema["cases"]["categorical"] == ["terminal_id"]
         assert "amount" in dataset.schema["cases"]["numeric"]
         assert "hour" in dataset.schema["cases"]["numeric"]  # integers look numeric
+        # The report says which type each column was given.
+        inferred = dataset.import_report["inferred"]
+        assert inferred["cases"]["terminal_id"] == "categorical"
+        assert inferred["cases"]["amount"] == inferred["cases"]["hour"] == "numeric"
+        assert set(inferred["cases"]) == set(dataset.feature_columns)
+        assert dataset.import_report["warnings"] == []
+
+    def test_a_word_among_numbers_is_warned_about(self, tmp_path, capsys):
+        """Issue 15: a word in a numeric column without schema.json made it categorical without a
+        word; now the report says so, with the rows to fix."""
+        folder = make_dataset_dir(tmp_path, n_cases=200, fmt="csv")
+        (folder / "schema.json").unlink()
+        frame = pd.read_csv(folder / "cases.csv", dtype=str, keep_default_na=False)
+        frame.loc[[4, 120], "amount"] = ["twelve", "12,5"]
+        frame.to_csv(folder / "cases.csv", index=False)
+        call_command("import_dataset", str(folder), name="worded", no_progress=True)
+        dataset = Dataset.objects.get(name="worded")
+        report = dataset.import_report
+        assert report["inferred"]["cases"]["amount"] == "categorical"
+        assert report["inferred"]["events"] == {"amount": "numeric", "terminal_id": "categorical"}
+        (warning,) = report["warnings"]
+        assert (warning["code"], warning["column"], warning["file"]) == (
+            "mostly_numeric",
+            "amount",
+            "cases.csv",
+        )
+        assert (warning["count"], warning["rows"]) == (2, [5, 121])
+        assert "99.0% of the values are numbers" in warning["message"]
+        out = capsys.readouterr().out
+        assert "99.0% of the values are numbers" in out and "amount categorical" in out
+
+    def test_gzip_compressed_csv_imports_like_csv(self, good_csv, tmp_path):
+        import gzip
+        import shutil
+
+        folder = tmp_path / "gz"
+        folder.mkdir()
+        shutil.copy(good_csv / "schema.json", folder / "schema.json")
+        for table in ("cases", "events"):
+            with open(good_csv / f"{table}.csv", "rb") as src:
+                with gzip.open(folder / f"{table}.csv.gz", "wb") as out:
+                    shutil.copyfileobj(src, out)
+        gz = dataset_import(name="gz", source_dir=folder)
+        plain = dataset_import(name="plain", source_dir=good_csv)
+        assert gz.import_report["files"]["cases"]["name"] == "cases.csv.gz"
+        assert (gz.n_cases, gz.n_events) == (plain.n_cases, plain.n_events)
+        tables = [pq.read_table(snapshot_dir_for(d) / "cases.parquet") for d in (gz, plain)]
+        assert tables[0].equals(tables[1])
 
     def test_reimport_refused_unless_replace(self, admin_user, artifacts, tmp_path):
         first = dataset_import(name="demo", source_dir=make_dataset_dir(tmp_path / "a", 200))

@@ -163,6 +163,20 @@ def test_two_experts_never_hold_the_same_case(batch, expert_user, second_expert)
     assert queue_progress(dataset=dataset, user=expert_user)["mine"] == 1
 
 
+def test_an_expert_holds_one_case_of_a_batch_at_a_time(batch, expert_user, expert_client):
+    """Opening another open case's page, or undoing an answer, moves the expert's one lease."""
+    dataset = batch[0].iteration.dataset
+    first = queue_next_case(user=expert_user, dataset=dataset)
+    other = batch[2]
+    assert expert_client.get(reverse("case-detail", args=[other.case_id])).status_code == 200
+    held = BatchItem.objects.filter(assigned_to=expert_user, lease_expires_at__gt=timezone.now())
+    assert [i.pk for i in held] == [other.pk] and reload(first).assigned_to is None
+    label = label_create(user=expert_user, case=other.case, answer="skipped")
+    nxt = queue_next_case(user=expert_user, dataset=dataset)
+    label_undo(user=expert_user, label=label)
+    assert [i.pk for i in held.all()] == [other.pk] and reload(nxt).assigned_to is None
+
+
 def test_an_expired_lease_returns_the_case_to_the_queue(expert_user, second_expert):
     dataset = make_dataset()
     (item,) = make_batch(dataset, size=1)
@@ -464,11 +478,15 @@ def test_contributions_come_from_the_current_model(batch, admin_client, tmp_path
 def test_an_answer_after_the_lease_ran_out_is_not_stored(batch, expert_user, second_expert):
     dataset = batch[0].iteration.dataset
     item = queue_next_case(user=expert_user, dataset=dataset)
-    BatchItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
-    assert queue_next_case(user=second_expert, dataset=dataset).pk == item.pk
     late = Client()
     late.force_login(expert_user)
-    response = htmx_post(late, reverse("case-answer", args=[item.case_id]), {"answer": "skipped"})
+    shown = late.get(reverse("case-detail", args=[item.case_id])).context["shown_token"]
+    BatchItem.objects.filter(pk=item.pk).update(lease_expires_at=timezone.now())
+    assert queue_next_case(user=second_expert, dataset=dataset).pk == item.pk
+    url = reverse("case-answer", args=[item.case_id])
+    # Without the form's note that the page was shown to them, a refused answer is a bare 403.
+    assert htmx_post(late, url, {"answer": "skipped"}).status_code == 403
+    response = htmx_post(late, url, {"answer": "skipped", "shown_token": shown})
     assert response.status_code == 200
     assert "ran out and another expert took it" in response.content.decode()
     assert not Label.objects.exists()

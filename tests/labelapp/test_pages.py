@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from django.urls import reverse
 
@@ -85,6 +86,27 @@ class TestUploadPage:
         response = admin_client.post(reverse("dataset-import"), upload_payload(folders / "x", "x"))
         assert response.status_code == 400
         assert 'data-code="not_csv_or_parquet"' in response.content.decode()
+
+    def test_gzip_csv_upload_shows_inferred_types_and_warnings(self, admin_client, folders):
+        """Issue 15: a .csv.gz upload imports; without schema.json the dataset page says which
+        type each column got and warns about a numeric column made categorical by a word."""
+        import gzip
+
+        folder = make_dataset_dir(folders, n_cases=200, with_events=False, fmt="csv")
+        (folder / "schema.json").unlink()
+        frame = pd.read_csv(folder / "cases.csv", dtype=str, keep_default_na=False)
+        frame.loc[7, "amount"] = "unknown"
+        (folder / "cases.csv").unlink()
+        with gzip.open(folder / "cases.csv.gz", "wt", encoding="utf-8") as out:
+            frame.to_csv(out, index=False)
+        response = admin_client.post(reverse("dataset-import"), upload_payload(folder, "zipped"))
+        assert response.status_code == 302, response.content.decode()[:2000]
+        dataset = Dataset.objects.get(name="zipped")
+        assert dataset.n_cases == 200
+        assert dataset.import_report["files"]["cases"]["name"] == "cases.csv.gz"
+        html = admin_client.get(response["Location"]).content.decode()
+        assert 'id="inferred-types"' in html and '<tr data-column="amount">' in html
+        assert 'data-code="mostly_numeric"' in html and "99.5% of the values are numbers" in html
 
 
 @pytest.mark.django_db

@@ -149,6 +149,10 @@ def test_similar_fragment_permissions_and_content(vector_data, expert_client, ou
     dataset, version, _ = vector_data
     case = Case.objects.get(dataset=dataset, row=100)
     url = reverse("case-similar", args=[case.pk])
+    # Only the case page's rule lets an expert see the panel: the case must be theirs.
+    assert expert_client.get(url).status_code == 403
+    make_batch(dataset, cases=[case])
+    assert expert_client.get(reverse("case-detail", args=[case.pk])).status_code == 200
     assert "not built yet" in expert_client.get(url).content.decode()
     neighbor_index_build(model_version=version)
     page = expert_client.get(url, HTTP_HX_REQUEST="true").content.decode()

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from labelapp.importing.report import ImportReport
 from labelapp.services.imports import ImportRejected, dataset_import
 
 
@@ -58,6 +59,9 @@ class Command(BaseCommand):
             progress.close()
             raise CommandError(f"import rejected.\n{exc.report.format_text()}") from exc
         progress.close()
+        report = ImportReport.from_dict(dataset.import_report)
+        if report.warnings or report.inferred:
+            self.stdout.write(report.format_text())
         self.stdout.write(
             self.style.SUCCESS(
                 f"Imported {dataset.name}: {dataset.n_cases} cases "

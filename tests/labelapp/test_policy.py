@@ -67,7 +67,11 @@ PAGES = {
     "dataset-import-progress": (lambda w: {"upload_id": w.upload_id}, False),
     "iteration-list": (lambda w: {"name": w.dataset.name}, False),
     "iteration-launch": (lambda w: {"name": w.dataset.name}, False),
-    "iteration-detail": (lambda w: {"pk": w.iteration.pk}, False),
+    "iteration-detail": (
+        lambda w: {"name": w.iteration.dataset.name, "number": w.iteration.number},
+        False,
+    ),
+    "iteration-by-id": (lambda w: {"pk": w.iteration.pk}, False),
     "iteration-progress": (lambda w: {"pk": w.iteration.pk}, False),
     "iteration-cancel": (lambda w: {"pk": w.running.pk}, False),
     "iteration-retry": (lambda w: {"pk": w.failed.pk}, False),
@@ -174,7 +178,7 @@ SAME_THING = {
         ("post", lambda w: "/api/datasets/toy/iterations/"),
     ),
     "iteration detail": (
-        ("get", lambda w: f"/iterations/{w.iteration.pk}/"),
+        ("get", lambda w: f"/datasets/toy/iterations/{w.iteration.number}/"),
         ("get", lambda w: f"/api/iterations/{w.iteration.pk}/"),
     ),
     "iteration cancel": (

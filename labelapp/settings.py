@@ -235,6 +235,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "labelapp.api.pagination.PagePagination",
+    # Bodies are JSON (the schema says so; uploads declare their multipart parser themselves).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "labelapp.api.errors.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
@@ -263,6 +266,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # labelapp.api.urls.IdConverter: ids that fit a database row.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}},
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "labelapp.models.Dataset.Status",
         "IterationStatusEnum": "labelapp.models.Iteration.Status",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -12,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import error_responses
+from labelapp.api.fields import MAX_ID, FiniteFloatField, QuerySerializer
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import BatchItem, Case, Dataset, Label, PoolState
@@ -26,14 +25,6 @@ ANSWER_CHOICES = [
     NO_ANSWER,
 ]
 ORDERINGS = ["row", "-row", "score", "-score", "case_id", "-case_id"]
-
-
-class FiniteFloatField(serializers.FloatField):
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not math.isfinite(value):
-            self.fail("invalid")
-        return value
 
 
 class CommaSeparatedChoiceField(serializers.ListField):
@@ -127,7 +118,7 @@ class CaseListApi(APIView):
     policy_actions = {"GET": Action.CASE_VIEW}
 
     @extend_schema_serializer(component_name="CaseFilter")
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(QuerySerializer):
         pool_state = CommaSeparatedChoiceField(
             choices=PoolState.choices, required=False, help_text="One or more pool states."
         )
@@ -139,7 +130,10 @@ class CaseListApi(APIView):
             help_text="Standing answer(s); `none` for cases without one.",
         )
         iteration = serializers.IntegerField(
-            required=False, min_value=1, help_text="Cases selected into this iteration's batch."
+            required=False,
+            min_value=1,
+            max_value=MAX_ID,
+            help_text="Cases selected into this iteration's batch.",
         )
         ordering = serializers.ChoiceField(choices=ORDERINGS, required=False, default="row")
 

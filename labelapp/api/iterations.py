@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import Conflict, error_responses
+from labelapp.api.fields import StrictBooleanField
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, Iteration
@@ -86,7 +87,7 @@ def _params_serializer() -> type[serializers.Serializer]:
     fields = {}
     for spec in PARAM_SPECS:
         if spec.kind is bool:
-            fields[spec.name] = serializers.BooleanField(
+            fields[spec.name] = StrictBooleanField(
                 required=False, help_text=f"{spec.help} Default {spec.default}."
             )
         else:
@@ -117,7 +118,7 @@ class IterationListLaunchApi(APIView):
         parameters=PAGE_PARAMETERS,
         responses={
             200: paginated(IterationOutputSerializer, "PaginatedIterationList"),
-            **error_responses(401, 403, 404),
+            **error_responses(400, 401, 403, 404),
         },
     )
     def get(self, request: Request, name: str) -> Response:

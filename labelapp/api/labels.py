@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from labelapp.api.cases import CaseOutputSerializer, LabelBriefSerializer
 from labelapp.api.errors import Conflict, error_responses
+from labelapp.api.fields import MAX_ID, QuerySerializer
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, Label, PatternTag
@@ -47,6 +48,11 @@ class PatternField(serializers.SlugRelatedField):
             self.fail("invalid")
         return super().to_internal_value(data)
 
+    def run_validation(self, data=serializers.empty):
+        if data == "":  # DRF reads "" as null for relations; the schema says a name or null
+            self.fail("does_not_exist", slug_name=self.slug_field, value=data)
+        return super().run_validation(data)
+
 
 def labels_visible_to(user):
     labels = Label.objects.select_related("user", "pattern", "case").order_by("-created_at", "-id")
@@ -59,13 +65,17 @@ class LabelListCreateApi(APIView):
     throttle_scope = "labels"
 
     @extend_schema_serializer(component_name="LabelFilter")
-    class FilterSerializer(serializers.Serializer):
+    class FilterSerializer(QuerySerializer):
         dataset = serializers.SlugField(required=False, help_text="Only this dataset's labels.")
-        case = serializers.IntegerField(required=False, min_value=1, help_text="Case id.")
+        case = serializers.IntegerField(
+            required=False, min_value=1, max_value=MAX_ID, help_text="Case id."
+        )
 
     @extend_schema_serializer(component_name="LabelCreate")
     class InputSerializer(serializers.Serializer):
-        case = serializers.IntegerField(min_value=1, help_text="The case's id (not its case_id).")
+        case = serializers.IntegerField(
+            min_value=1, max_value=MAX_ID, help_text="The case's id (not its case_id)."
+        )
         answer = serializers.ChoiceField(
             choices=[Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED, Label.Answer.SKIPPED]
         )

@@ -62,7 +62,7 @@ class ModelVersionListApi(APIView):
         parameters=PAGE_PARAMETERS,
         responses={
             200: paginated(ModelVersionOutputSerializer, "PaginatedModelVersionList"),
-            **error_responses(401, 403, 404),
+            **error_responses(400, 401, 403, 404),
         },
     )
     def get(self, request: Request, name: str) -> Response:

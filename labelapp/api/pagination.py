@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from labelapp.api.fields import QuerySerializer
+
 
 class PagePagination(PageNumberPagination):
+    """``page`` and ``page_size`` as the schema says: a page size that is not a number from 1 to
+    :attr:`max_page_size` is refused (400), not silently replaced by the default."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    class ParamsSerializer(QuerySerializer):
+        page = serializers.IntegerField(required=False, min_value=1, help_text="Page number.")
+        page_size = serializers.IntegerField(
+            required=False, min_value=1, max_value=1000, help_text="Items per page."
+        )
 
-PAGE_PARAMETERS = [
-    OpenApiParameter("page", int, description="Page number, from 1."),
-    OpenApiParameter(
-        "page_size", int, description=f"Items per page (at most {PagePagination.max_page_size})."
-    ),
-]
+    def paginate_queryset(self, queryset, request, view=None):
+        params = self.ParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return super().paginate_queryset(queryset, request, view)
+
+
+#: The query parameters of a paginated list (for the schema).
+PAGE_PARAMETERS = [PagePagination.ParamsSerializer]
 
 
 def paginate(

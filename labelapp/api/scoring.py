@@ -10,13 +10,14 @@ import math
 
 import pandas as pd
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import Unprocessable, error_responses
+from labelapp.api.fields import MAX_ID
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, ModelVersion
 from labelapp.policy import Action
@@ -32,6 +33,15 @@ def _is_scalar(value) -> bool:
     return value is None or isinstance(value, str | int | bool)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+            "nullable": True,
+        },
+    }
+)
 class RecordField(serializers.DictField):
     """One case or event: a flat JSON object of column -> scalar (string, number, bool, null)."""
 
@@ -60,6 +70,7 @@ class ScoreApi(APIView):
         model_version = serializers.IntegerField(
             required=False,
             min_value=1,
+            max_value=MAX_ID,
             help_text="The model version to score with (default: the dataset's current model).",
         )
         dataset = serializers.SlugField(

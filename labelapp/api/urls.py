@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from labelapp.api import auth, cases, datasets, errors, iterations, labels, models, scoring
+from labelapp.api.fields import MAX_ID
 
+
+class IdConverter:
+    """A row id: digits that fit the database's ids (a longer number is no id: the JSON 404)."""
+
+    regex = "[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > MAX_ID:
+            raise ValueError("not an id")
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -31,24 +49,24 @@ urlpatterns = [
     ),
     # cases and labels
     path("datasets/<str:name>/cases/", cases.CaseListApi.as_view(), name="api-case-list"),
-    path("cases/<int:pk>/", cases.CaseDetailApi.as_view(), name="api-case-detail"),
+    path("cases/<id:pk>/", cases.CaseDetailApi.as_view(), name="api-case-detail"),
     path("datasets/<str:name>/queue/next/", labels.QueueNextApi.as_view(), name="api-queue-next"),
     path("labels/", labels.LabelListCreateApi.as_view(), name="api-label-list"),
-    path("labels/<int:pk>/undo/", labels.LabelUndoApi.as_view(), name="api-label-undo"),
+    path("labels/<id:pk>/undo/", labels.LabelUndoApi.as_view(), name="api-label-undo"),
     # iterations
     path(
         "datasets/<str:name>/iterations/",
         iterations.IterationListLaunchApi.as_view(),
         name="api-iteration-list",
     ),
-    path("iterations/<int:pk>/", iterations.IterationDetailApi.as_view(), name="api-iteration"),
+    path("iterations/<id:pk>/", iterations.IterationDetailApi.as_view(), name="api-iteration"),
     path(
-        "iterations/<int:pk>/cancel/",
+        "iterations/<id:pk>/cancel/",
         iterations.IterationCancelApi.as_view(),
         name="api-iteration-cancel",
     ),
     path(
-        "iterations/<int:pk>/retry/",
+        "iterations/<id:pk>/retry/",
         iterations.IterationRetryApi.as_view(),
         name="api-iteration-retry",
     ),
@@ -56,14 +74,14 @@ urlpatterns = [
     path(
         "datasets/<str:name>/models/", models.ModelVersionListApi.as_view(), name="api-model-list"
     ),
-    path("models/<int:pk>/", models.ModelVersionDetailApi.as_view(), name="api-model-detail"),
+    path("models/<id:pk>/", models.ModelVersionDetailApi.as_view(), name="api-model-detail"),
     path(
-        "models/<int:pk>/promote/",
+        "models/<id:pk>/promote/",
         models.ModelVersionPromoteApi.as_view(),
         name="api-model-promote",
     ),
     path(
-        "models/<int:pk>/download/",
+        "models/<id:pk>/download/",
         models.ModelVersionDownloadApi.as_view(),
         name="api-model-download",
     ),

@@ -28,7 +28,7 @@ def api_routes_with_ids() -> list[str]:
     for pattern in get_resolver().url_patterns:
         if isinstance(pattern, URLResolver) and str(pattern.pattern) == "api/":
             routes = [str(p.pattern) for p in pattern.url_patterns]
-    return [re.sub(r"<int:\w+>", "abc", r) for r in routes if "<int:" in r]
+    return [re.sub(r"<id:\w+>", "abc", r) for r in routes if "<id:" in r]
 
 
 def assert_json_error(response, status: int, code: str) -> dict:

@@ -1,10 +1,14 @@
 """The OpenAPI schema: it validates, the docs pages serve it offline, and schemathesis, generating
-requests from it (valid and invalid ones), never gets a server error from the app."""
+requests from it (valid and invalid ones), never gets a server error from the app; against a live
+server, every schemathesis check passes (the schema and the behaviour agree)."""
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import hypothesis
 import pytest
@@ -147,3 +151,55 @@ def test_fuzzing_finds_no_server_error(world, wsgi_app, settings, caplog):
                 pass  # nothing to make invalid (e.g. an operation whose only input is fixed)
     assert n_requests > 100
     assert not failures, "\n".join(failures[:10])
+
+
+#: Schemathesis's settings for this project (the few documented exceptions of one check).
+SCHEMATHESIS_CONFIG = Path(__file__).with_name("schemathesis.toml")
+#: Seconds of generated requests against the live server (the run stops then).
+LIVE_FUZZ_SECONDS = int(os.environ.get("API_LIVE_FUZZ_SECONDS", "60"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_server_passes_every_schemathesis_check(
+    world, live_server, settings, celery_queue, tmp_path
+):
+    """Schemathesis's CLI, every check (status codes, content types, response schemas, valid
+    data accepted, invalid data rejected, auth, methods...), all phases, a few examples per
+    operation and a minute at most, against the app served on localhost."""
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": dict.fromkeys(
+            settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "100000/hour"
+        ),
+    }
+    token = api_client_for(world.users["admin"])._credentials["HTTP_AUTHORIZATION"]
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(SCHEMATHESIS_CONFIG),
+        "run",
+        f"{live_server.url}/api/schema/?format=json",
+        "--header",
+        f"Authorization: {token}",
+        "--checks",
+        "all",
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-examples",
+        "3",
+        "--max-time",
+        str(LIVE_FUZZ_SECONDS),
+        "--workers",
+        "1",
+        "--seed",
+        "15",
+        "--report-dir",
+        str(tmp_path),
+    ]
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=LIVE_FUZZ_SECONDS + 240, cwd=tmp_path
+    )
+    summary = run.stdout[run.stdout.rfind("FAILURES") :] if "FAILURES" in run.stdout else ""
+    assert run.returncode == 0, (summary or run.stdout[-6000:]) + run.stderr[-2000:]
+    tested = re.search(r"Tested: (\d+)", run.stdout)
+    assert tested and int(tested.group(1)) >= 20, run.stdout[-3000:]

@@ -201,5 +201,6 @@ def test_a_live_server_passes_every_schemathesis_check(
     )
     summary = run.stdout[run.stdout.rfind("FAILURES") :] if "FAILURES" in run.stdout else ""
     assert run.returncode == 0, (summary or run.stdout[-6000:]) + run.stderr[-2000:]
+    print(run.stdout[-3000:])  # the summary (operations, test cases, checks), with pytest -s
     tested = re.search(r"Tested: (\d+)", run.stdout)
     assert tested and int(tested.group(1)) >= 20, run.stdout[-3000:]

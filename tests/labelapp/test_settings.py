@@ -22,7 +22,13 @@ DECIDING = re.compile(r"^(DEBUG|SECRET_KEY|SECURE_.*|SESSION_COOKIE_SECURE|CSRF_
 
 
 def clean_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not DECIDING.match(k)}
+    # Not the test run's own switches either: the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in
+    # this process (Playwright's loop), which check --deploy rightly refuses in production.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not DECIDING.match(k) and k != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     folders = {name: str(tmp_path / name.lower()) for name in ("VAR_DIR", "STATIC_ROOT")}
     folders["ARTIFACTS_DIR"] = str(tmp_path / "var" / "artifacts")
     folders["UPLOADS_DIR"] = str(tmp_path / "var" / "uploads")

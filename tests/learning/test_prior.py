@@ -82,7 +82,19 @@ def test_answers_above_all_of_U_do_not_set_its_top_rate():
     bs = [np.r_[np.full(10, 0.9), rng.rand(10) * 0.5] for _ in range(5)]
     bc = [np.r_[np.ones(10, bool), np.zeros(10, bool)] for _ in range(5)]
     est = positives_left(scores_u, batch_scores=bs, batch_confirmed=bc, random_state=0)
-    assert est.point < 1.0 and est.high < 1.0
+    assert est.point < 1.0 and est.low == 0.0
+
+
+def test_answers_without_a_confirmation_do_not_prove_zero():
+    # 100 random answers from 10,000 cases, none confirmed: the rate could still be ~2%
+    # (rule of three: up to 3/100). Resampling zeros gives zeros; the interval must not.
+    rng = np.random.RandomState(0)
+    scores_u = rng.rand(10_000)
+    bs = [rng.rand(20) for _ in range(5)]
+    bc = [np.zeros(20, bool) for _ in range(5)]
+    est = positives_left(scores_u, batch_scores=bs, batch_confirmed=bc, random_state=0)
+    assert est.point == 0.0 and est.low == 0.0
+    assert 30 <= est.high <= 400
 
 
 def test_rank_share_places_values_from_the_top():

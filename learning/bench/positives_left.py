@@ -17,10 +17,10 @@ is fitted and the estimators below are set against the truth (true positives sti
   scores over U.
 
 Prints a table per method (coverage of the interval, share of checkpoints with the point within
-2x of the truth) and how often :func:`learning.stopping.stopping_signals` would suggest a stop,
-and writes every checkpoint to ``DIR/positives_left_<dataset>.json``. "Within 2x" compares
-``max(point, 1)`` with ``max(truth, 1)``: under one positive counts as one, so a truth of 0 is
-met by any point under 2.
+2x of the truth, median width of the interval over the truth) and how often
+:func:`learning.stopping.stopping_signals` would suggest a stop, and writes every checkpoint to
+``DIR/positives_left_<dataset>.json``. "Within 2x" compares ``max(point, 1)`` with
+``max(truth, 1)``: under one positive counts as one, so a truth of 0 is met by any point under 2.
 """
 
 from __future__ import annotations
@@ -166,6 +166,8 @@ def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
         }
         if "low" in rows[0][1]:
             summary["coverage"] = float(np.mean([e["low"] <= tr <= e["high"] for tr, e in rows]))
+            widths = [(e["high"] - e["low"]) / max(tr, 1) for tr, e in rows]
+            summary["median_width_over_truth"] = float(np.median(widths))
         out[method] = summary
     stops = [r["truth"] for r in records if r.get("suggest_stop")]
     out["stop"] = {"suggested": len(stops), "max_truth_when_suggested": max(stops, default=None)}
@@ -174,12 +176,15 @@ def summarize(records: list[dict]) -> dict[str, dict[str, float]]:
 
 def print_table(title: str, summary: dict[str, dict[str, float]]) -> None:
     print(f"\n{title}")
-    print(f"  {'method':12s} {'checkpoints':>11s} {'coverage':>9s} {'within 2x':>10s}")
+    print(
+        f"  {'method':12s} {'checkpoints':>11s} {'coverage':>9s} {'within 2x':>10s} {'width':>6s}"
+    )
     for method, m in summary.items():
         if method == "stop":
             continue
         cov = f"{m['coverage']:.2f}" if "coverage" in m else "-"
-        print(f"  {method:12s} {m['checkpoints']:11d} {cov:>9s} {m['within_2x']:10.2f}")
+        width = f"{m['median_width_over_truth']:.1f}" if "coverage" in m else "-"
+        print(f"  {method:12s} {m['checkpoints']:11d} {cov:>9s} {m['within_2x']:10.2f} {width:>6s}")
     stop = summary["stop"]
     print(
         f"  stop suggested at {stop['suggested']} checkpoints"

@@ -8,7 +8,7 @@ answers into a calibration curve and applies it to every case still in U:
    :class:`~learning.pu.TwoStepPU`) scores U and every answered case alike. In-sample scores
    will not do: a confirmed case is a training positive, and scores of the model that drew a
    batch drift from one iteration to the next (measured in ``learning.bench.positives_left``).
-2. Each case gets its rank in U as the share of U scoring at least as high, ``q`` in (0, 1].
+2. Each case gets its rank in U as the share of U scoring above it (:func:`rank_share`), ``q``.
    Ranks, not raw scores: PU scores of U are squeezed towards 0 by the fit and change scale
    between models, while the order is what the model knows.
 3. P(confirmed | q) is fitted on the answered cases: a decreasing isotonic step function of

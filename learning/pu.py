@@ -21,22 +21,53 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from learning.baselines import auto_learning_rate, auto_min_child_samples
 
 
-def _as_matrix(X) -> tuple[np.ndarray | pd.DataFrame, list[str] | None]:
-    if isinstance(X, pd.DataFrame):
-        return X, [str(c) for c in X.columns]
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    return X, None
-
-
 def _rows(X, idx: np.ndarray):
     return X.iloc[idx] if isinstance(X, pd.DataFrame) else X[idx]
+
+
+def _check_pu_target(y, n_samples: int) -> np.ndarray:
+    """``y`` (the PU label ``s``) as int8 of 0 (unlabeled) and 1 (positive), shape (n_samples,).
+
+    Anything else is refused rather than coerced: a fractional score cut to 0 would silently turn
+    a positive into an unlabeled case.
+    """
+    if y is None:
+        raise ValueError(
+            "TwoStepPU requires y to be passed, but the target y is None "
+            "(y is s: 1 for labeled positives, 0 for unlabeled cases)"
+        )
+    y = column_or_1d(y, warn=True)
+    if len(y) != n_samples:
+        raise ValueError(f"X has {n_samples} rows but y has {len(y)}")
+    kind = type_of_target(y, input_name="y", raise_unknown=True)
+    if kind == "multiclass":
+        raise ValueError(
+            "Only binary classification is supported: y must hold only 0 (unlabeled) and "
+            f"1 (positive); got {len(np.unique(y))} distinct values"
+        )
+    if kind != "binary":
+        raise ValueError(
+            f"Unknown label type: {kind}. y must hold only 0 (unlabeled) and 1 (positive)"
+        )
+    values = np.unique(y)
+    if not all(isinstance(v, (bool, np.bool_, int, float, np.number)) for v in values) or not (
+        set(values.tolist()) <= {0, 1}
+    ):
+        raise ValueError(
+            f"y must hold only 0 (unlabeled) and 1 (positive); got values {values.tolist()}"
+        )
+    return y.astype(np.int8)
 
 
 class TwoStepPU(ClassifierMixin, BaseEstimator):
@@ -99,7 +130,8 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         ``seconds``.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
-        Only when ``X`` is a DataFrame.
+        Only when ``X`` is a DataFrame with string column names; ``predict_proba`` and the other
+        methods then refuse a DataFrame whose columns differ in names or order.
     classes_ : ndarray, [0, 1]
     """
 
@@ -177,16 +209,21 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         )
         return lgb.train(self._params(seed, len(rows)), data, num_boost_round=n_trees)
 
-    def fit(self, X, s, sample_weight=None, progress=None):
-        """Fit on positives (``s == 1``) and unlabeled cases (``s == 0``).
+    def fit(self, X, y, sample_weight=None, progress=None):
+        """Fit on positives (``y == 1``) and unlabeled cases (``y == 0``).
 
         Parameters
         ----------
-        X : array-like or DataFrame, shape (n_samples, n_features)
-        s : array-like of {0, 1}, shape (n_samples,)
-            1 for P (seeds and confirmed), 0 for U.
+        X : array-like, sparse matrix (CSR/CSC) or DataFrame, shape (n_samples, n_features)
+            NaN is LightGBM's missing value. A DataFrame is passed to LightGBM as is (its
+            categorical dtypes kept) and its column names are recorded in ``feature_names_in_``.
+        y : array-like of {0, 1}, shape (n_samples,)
+            The PU label ``s``: 1 for P (seeds and confirmed), 0 for U. Exactly 0 and 1 (bool
+            or numbers); anything else raises ``ValueError``.
         sample_weight : array-like of float, shape (n_samples,), optional
-            Per-case weight, e.g. the up-sampling of expert-confirmed positives.
+            Non-negative per-case weight, e.g. the up-sampling of expert-confirmed positives.
+            Cases of weight 0 do not count; at least one positive and one unlabeled case must
+            keep a positive weight.
         progress : callable, optional
             Called as ``progress(rounds_done, rounds_total)`` after every EM round (the caller's
             progress bar; an exception it raises stops the fit).
@@ -195,19 +232,17 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        X, names = _as_matrix(X)
-        s = np.asarray(s).astype(int).ravel()
-        if s.shape[0] != X.shape[0]:
-            raise ValueError("X and s have different numbers of rows")
-        if not set(np.unique(s)) <= {0, 1}:
-            raise ValueError("s must hold only 0 (unlabeled) and 1 (positive)")
-        if s.sum() == 0 or s.sum() == len(s):
-            raise ValueError("need at least one positive and one unlabeled case")
-        weight = np.ones(len(s)) if sample_weight is None else np.asarray(sample_weight, float)
+        X = self._validate_X(X, reset=True)
+        s = _check_pu_target(y, X.shape[0])
+        weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if not weight.any():
+            raise ValueError("sample_weight is zero everywhere: no case to fit on")
+        if not (weight[s == 1] > 0).any() or not (weight[s == 0] > 0).any():
+            raise ValueError(
+                "y holds one class only (counting cases of positive weight): TwoStepPU needs "
+                "at least one positive (1) and one unlabeled (0) case"
+            )
         rng = check_random_state(self.random_state)
-        self.n_features_in_ = X.shape[1]
-        if names is not None:
-            self.feature_names_in_ = np.asarray(names, dtype=object)
         self.classes_ = np.array([0, 1])
         self.history_ = []
 
@@ -328,13 +363,47 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         )
         return scores
 
+    # -- validation ------------------------------------------------------------------------------
+    def _validate_X(self, X, *, reset: bool):
+        """``X`` checked, and at fit (``reset``) its width and column names recorded.
+
+        A DataFrame stays a DataFrame (LightGBM reads its categorical dtypes); its column names
+        and their order must match those of the fit (a plain array of the right width is
+        accepted, with scikit-learn's warning). Anything else becomes a 2-D numeric ndarray or a
+        CSR/CSC matrix. NaN and inf pass through (LightGBM's missing and extreme values).
+        """
+        if not isinstance(X, pd.DataFrame):
+            return validate_data(
+                self,
+                X,
+                reset=reset,
+                # LightGBM trains on CSR or CSC but predicts on CSR (it converts anything else).
+                accept_sparse=("csr", "csc") if reset else "csr",
+                dtype="numeric",
+                ensure_all_finite=False,
+            )
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(
+                f"Found array with {X.shape[0]} sample(s) and {X.shape[1]} feature(s) "
+                "while a minimum of 1 is required by TwoStepPU."
+            )
+        complex_columns = [str(c) for c, t in X.dtypes.items() if pd.api.types.is_complex_dtype(t)]
+        if complex_columns:
+            raise ValueError(f"Complex data not supported: columns {complex_columns}")
+        return X
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False  # y is s: 0 unlabeled, 1 positive
+        tags.input_tags.allow_nan = True
+        tags.input_tags.sparse = True
+        return tags
+
     # -- prediction ------------------------------------------------------------------------------
     def _check_X(self, X):
         check_is_fitted(self, "booster_")
-        X, _ = _as_matrix(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model {self.n_features_in_}")
-        return X
+        return self._validate_X(X, reset=False)
 
     def predict_proba(self, X) -> np.ndarray:
         """Probabilities of [unlabeled/negative, positive], shape (n_samples, 2)."""

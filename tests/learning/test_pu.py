@@ -5,6 +5,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import average_precision_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from learning.baselines import naive_pu
 from learning.pu import TwoStepPU
@@ -117,3 +118,150 @@ def test_max_unlabeled_subsamples_training_rows(pu_data):
     assert all(h["n_train"] == s.sum() + 1000 for h in model.history_)
     assert [h["n_trees"] for h in model.history_] == [10, 10, 10, 30]
     assert model.reliable_negative_mask_.sum() <= 1000
+
+
+# -- the scikit-learn estimator contract (issue 14) ----------------------------------------------
+
+# Checks that cannot pass for a PU learner, each with its reason. Every other check must pass
+# (xfail_strict: an expected failure that starts passing is reported, so this list stays true).
+_Y_IS_S = (
+    "feeds class labels {1, 2}: y is the PU label s, where only 0 (unlabeled) and 1 (positive) "
+    "mean anything; TwoStepPU refuses other labels rather than guess which one is 'positive'"
+)
+EXPECTED_FAILED_CHECKS = {
+    "check_estimators_dtypes": _Y_IS_S,
+    "check_sample_weights_pandas_series": _Y_IS_S,
+    "check_sample_weights_not_an_array": _Y_IS_S,
+    "check_sample_weights_shape": _Y_IS_S + " (wrong-length weights: test_sample_weight_length)",
+    "check_sample_weights_not_overwritten": _Y_IS_S,
+    "check_classifier_data_not_an_array": _Y_IS_S,
+    "check_fit2d_1feature": _Y_IS_S,
+    "check_classifiers_classes": (
+        "feeds string class labels ('one', 'two', ...): y is s, 0 (unlabeled) or 1 (positive)"
+    ),
+    "check_sample_weight_equivalence_on_dense_data": (
+        "a weight of 2 is not a repeated row here: the spies are drawn per row, and LightGBM's "
+        "min_child_samples and the cross-fit folds count rows, not weight"
+    ),
+    "check_sample_weight_equivalence_on_sparse_data": (
+        "a weight of 2 is not a repeated row (spies drawn per row; LightGBM counts rows)"
+    ),
+}
+
+
+@parametrize_with_checks(
+    [TwoStepPU(n_estimators=5, n_jobs=1, random_state=0)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+    xfail_strict=True,
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def _small_pu(seed: int = 0, n: int = 300):
+    X, _, s = biased_pu_data(seed, n=n, prior=0.2)
+    return X, s
+
+
+def test_fit_takes_y_by_name():
+    X, s = _small_pu()
+    by_name = TwoStepPU(n_estimators=5, n_jobs=1, random_state=0).fit(X, y=s)
+    by_position = TwoStepPU(n_estimators=5, n_jobs=1, random_state=0).fit(X, s)
+    np.testing.assert_array_equal(by_name.predict_proba(X), by_position.predict_proba(X))
+
+
+def test_fit_without_y_says_so():
+    X, _ = _small_pu()
+    with pytest.raises(ValueError, match="requires y"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X, None)
+
+
+@pytest.mark.parametrize("kind", ["fraction", "three_values", "strings"])
+def test_y_must_be_exactly_zero_or_one(kind):
+    X, s = _small_pu()
+    y = s.astype(float)
+    if kind == "fraction":
+        y[np.flatnonzero(s)[0]] = 0.5  # used to be cut to 0: a positive silently unlabeled
+    elif kind == "three_values":
+        y[0] = 2
+    else:
+        y = np.where(s == 1, "pos", "unl")
+    with pytest.raises(ValueError, match="0 \\(unlabeled\\) and 1 \\(positive\\)"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X, y)
+
+
+def test_y_of_bools_and_floats_is_accepted():
+    X, s = _small_pu()
+    a = TwoStepPU(n_estimators=5, n_jobs=1, random_state=0).fit(X, s.astype(bool))
+    b = TwoStepPU(n_estimators=5, n_jobs=1, random_state=0).fit(X, s.astype(float))
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_sample_weight_length(delta):
+    # Too short used to raise IndexError deep in the fit, too long was accepted silently.
+    X, s = _small_pu()
+    with pytest.raises(ValueError, match="sample_weight"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X, s, sample_weight=np.ones(len(s) + delta))
+
+
+def test_zero_weights_are_refused_before_lightgbm():
+    X, s = _small_pu()
+    with pytest.raises(ValueError, match="zero"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X, s, sample_weight=np.zeros(len(s)))
+    # Weight 0 on every positive leaves one class.
+    with pytest.raises(ValueError, match="one class"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X, s, sample_weight=(s == 0).astype(float))
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X, s, sample_weight=-np.ones(len(s)))
+
+
+def test_X_without_features_is_refused_before_lightgbm():
+    X, s = _small_pu()
+    with pytest.raises(ValueError, match="0 feature"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X[:, :0], s)
+    with pytest.raises(ValueError, match="0 feature"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(pd.DataFrame(index=range(len(s))), s)
+
+
+def test_complex_X_is_refused():
+    X, s = _small_pu()
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(X + 1j, s)
+    frame = pd.DataFrame(X + 1j, columns=[f"f{i}" for i in range(X.shape[1])])
+    with pytest.raises(ValueError, match="[Cc]omplex"):
+        TwoStepPU(n_estimators=5, n_jobs=1).fit(frame, s)
+
+
+def test_sparse_X_scores_like_dense():
+    sparse = pytest.importorskip("scipy.sparse")
+    X, s = _small_pu()
+    X[np.abs(X) < 0.5] = 0.0  # some real zeros for the sparse structure
+    dense = TwoStepPU(n_estimators=10, n_jobs=1, random_state=0).fit(X, s)
+    for to_sparse in (sparse.csr_matrix, sparse.csc_array):
+        model = TwoStepPU(n_estimators=10, n_jobs=1, random_state=0).fit(to_sparse(X), s)
+        np.testing.assert_allclose(
+            model.predict_proba(to_sparse(X)), dense.predict_proba(X), rtol=1e-6, atol=1e-9
+        )
+
+
+def test_predict_checks_dataframe_columns():
+    X, s = _small_pu()
+    names = [f"f{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=names)
+    model = TwoStepPU(n_estimators=10, n_jobs=1, random_state=0).fit(frame, s)
+    assert list(model.feature_names_in_) == names and model.n_features_in_ == len(names)
+    expected = model.predict_proba(frame)
+    # Reordered columns used to be scored by position: different scores, no error.
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict_proba(frame[names[::-1]])
+    renamed = frame.rename(columns={"f0": "other"})
+    with pytest.raises(ValueError, match="other"):
+        model.decision_function(renamed)
+    with pytest.raises(ValueError, match="f1"):
+        model.predict(frame.drop(columns=["f1"]))
+    # A plain array of the right width is still scored (scikit-learn warns it has no names).
+    with pytest.warns(UserWarning, match="feature names"):
+        np.testing.assert_array_equal(model.predict_proba(X), expected)
+    with pytest.raises(ValueError, match="features"):
+        model.predict_proba(X[:, :3])

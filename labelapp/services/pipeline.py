@@ -612,7 +612,6 @@ def _metrics(run: Run) -> dict[str, Any]:
         [b["answered"] for b in answered],
         previous_scores=previous_scores,
         current_scores=scores if previous_scores is not None else None,
-        unlabeled_mask=states == PoolState.UNLABELED.value,
         top_k=min(1000, max(1, len(scores) // 10)),
     )
     gains = model.booster_.feature_importance(importance_type="gain")

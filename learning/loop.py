@@ -14,7 +14,9 @@ One step of the loop (:class:`ActiveLoop`):
 2. :meth:`ActiveLoop.fit`: PU targets and weights from the pool states
    (:func:`learning.pool.training_targets`), then :class:`learning.pu.TwoStepPU`;
 3. scores: ``model.predict_proba`` (the app fans this out over workers in chunks);
-4. :meth:`ActiveLoop.select`: the next batch among the offerable cases, with a reason per case.
+4. :meth:`ActiveLoop.select`: the next batch among the offerable cases, with a reason per case;
+5. :meth:`ActiveLoop.positives_left`: how many positives are still in U, with an interval, from
+   the expert's answers and held-out scores (:mod:`learning.prior`), for the stopping signals.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import pandas as pd
 
 from learning.features import Dataset
 from learning.featurespec import FeatureSpec, build_matrix
-from learning.pool import offerable_mask, training_targets
+from learning.noise import out_of_fold_scores
+from learning.pool import CONFIRMED, NOT_CONFIRMED, U, offerable_mask, training_targets
+from learning.prior import PositivesLeft, positives_left
 from learning.pu import TwoStepPU
 from learning.sampling import (
     BatchSelection,
@@ -42,6 +46,8 @@ from learning.sampling import (
 UNCERTAINTY = "threshold"
 TOP_FRACTION = 0.01
 MIN_POSITIVES = 2
+# Folds of the held-out scores the estimate of positives left calibrates (3 extra fits).
+POSITIVES_LEFT_FOLDS = 3
 
 # Batch strategies the harness compares; the app always runs ``active``.
 STRATEGIES = ("active", "diverse_only", "uncertainty_only", "random", "top_score")
@@ -447,4 +453,54 @@ class ActiveLoop:
             cluster=np.full(len(idx), -1),
             rank_in_cluster=np.arange(len(idx)),
             reason=[f"{strategy} batch"] * len(idx),
+        )
+
+    # -- positives left --------------------------------------------------------------------------
+    def positives_left(
+        self,
+        X: np.ndarray,
+        states: np.ndarray,
+        batches: list[np.ndarray],
+        *,
+        categorical_features: list[int] | None = None,
+        expert_recall: float | None = None,
+    ) -> PositivesLeft | None:
+        """Positives still in U with an interval, or None before any batch was answered.
+
+        Parameters
+        ----------
+        X : ndarray of float, shape (n_pool, n_features)
+        states : ndarray of str, shape (n_pool,)
+        batches : list of ndarray of int
+            Each answered batch's pool positions, oldest first; only its ``confirmed`` and
+            ``not_confirmed`` cases count (skipped and open ones are left out).
+        expert_recall : float, optional
+            P(confirm | positive), when known; else the estimate counts the positives an expert
+            would confirm.
+        """
+        answered = [
+            b[np.isin(states[b], (CONFIRMED, NOT_CONFIRMED))]
+            for b in (np.asarray(b, dtype=np.intp) for b in batches)
+        ]
+        answered = [b for b in answered if len(b)]
+        if not answered:
+            return None
+        s, weight = training_targets(states, confirmed_weight=self.params.confirmed_weight)
+        held_out = out_of_fold_scores(
+            X,
+            s,
+            estimator=self.params.two_step(
+                categorical_features=categorical_features, n_jobs=self.n_jobs
+            ),
+            n_splits=POSITIVES_LEFT_FOLDS,
+            sample_weight=weight,
+            max_unlabeled=self.params.max_unlabeled or None,
+            random_state=self.params.random_state,
+        )
+        return positives_left(
+            held_out[states == U],
+            batch_scores=[held_out[b] for b in answered],
+            batch_confirmed=[states[b] == CONFIRMED for b in answered],
+            expert_recall=expert_recall,
+            random_state=self.params.random_state,
         )

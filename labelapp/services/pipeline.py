@@ -607,12 +607,20 @@ def _metrics(run: Run) -> dict[str, Any]:
     batches = previous_batches(run.dataset)
     answered = [b for b in batches if b["answered"]]
     previous_scores = _current_model_scores(run.dataset)
+    run.reporter.log("estimating the positives left in U (held-out scores, 3 folds)")
+    left = run.loop.positives_left(
+        run.X,
+        states,
+        batch_rows(run.dataset),
+        categorical_features=run.spec.categorical_indices,
+    )
     signals = stopping_signals(
         [b["confirmed"] for b in answered],
         [b["answered"] for b in answered],
         previous_scores=previous_scores,
         current_scores=scores if previous_scores is not None else None,
         top_k=min(1000, max(1, len(scores) // 10)),
+        positives_left=left,
     )
     gains = model.booster_.feature_importance(importance_type="gain")
     order = np.argsort(-gains)[:TOP_FEATURES]
@@ -673,6 +681,17 @@ def previous_batches(dataset: Dataset) -> list[dict[str, Any]]:
     for entry in by_number.values():
         entry["answered"] = entry["confirmed"] + entry["not_confirmed"]
     return [by_number[k] for k in sorted(by_number)]
+
+
+def batch_rows(dataset: Dataset) -> list[np.ndarray]:
+    """Each finished iteration's batch as the cases' rows, oldest first."""
+    rows: dict[int, list[int]] = {}
+    items = BatchItem.objects.filter(iteration__dataset=dataset, iteration__status="done")
+    for number, row in items.values_list("iteration__number", "case__row").order_by(
+        "iteration__number", "position"
+    ):
+        rows.setdefault(number, []).append(row)
+    return [np.asarray(rows[k], dtype=np.intp) for k in sorted(rows)]
 
 
 def _current_model_scores(dataset: Dataset) -> np.ndarray | None:

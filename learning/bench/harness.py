@@ -65,6 +65,7 @@ PROTOCOL_FIELDS = (
     "quick",
     "n_jobs",
     "methods",
+    "positives_left_methods",
 )
 
 
@@ -84,6 +85,9 @@ class Settings:
     quick: bool = False
     n_jobs: int | None = 1
     methods: tuple[str, ...] = field(default_factory=lambda: REQUIRED_METHODS + EXTRA_METHODS)
+    # Methods whose curve reports the estimate of positives left after every batch (3 extra fits
+    # per batch each).
+    positives_left_methods: tuple[str, ...] = ("active_pu",)
     loop: LoopParams = field(default_factory=LoopParams)
 
     @classmethod
@@ -99,8 +103,9 @@ class Settings:
         loop_raw = {k: v for k, v in kwargs.items() if k in loop_names}
         loop_raw.setdefault("random_state", kwargs.get("seed", 0))
         protocol = {k: v for k, v in kwargs.items() if k in PROTOCOL_FIELDS}
-        if "methods" in protocol:
-            protocol["methods"] = tuple(protocol["methods"])
+        for key in ("methods", "positives_left_methods"):
+            if key in protocol:
+                protocol[key] = tuple(protocol[key])
         return cls(**protocol, loop=LoopParams.from_mapping(loop_raw))
 
     @property
@@ -111,6 +116,7 @@ class Settings:
         """Flat settings for report.json: the protocol, then every loop parameter."""
         out = {k: getattr(self, k) for k in PROTOCOL_FIELDS}
         out["methods"] = list(self.methods)
+        out["positives_left_methods"] = list(self.positives_left_methods)
         return {**out, **self.loop.to_dict()}
 
 
@@ -284,6 +290,7 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
     pool_idx, test_idx = h.split.pool, h.split.test
     states = pool.initial_states(h.pool_seed)
     curve, t0, labels = [], time.perf_counter(), 0
+    batches: list[np.ndarray] = []
     for it in range(st.iterations + 1):
         X_all, spec = h.features(loop, pool.positive_mask(states), embeddings=use_emb)
         if name == "active_pu_naive_model":
@@ -295,6 +302,10 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
         found = int(((states == pool.CONFIRMED) & (h.y[pool_idx] == 1)).sum())
         pr_auc = h.test_metrics(scores[test_idx])["pr_auc"]
         curve.append({"labels": labels, "positives_found": found, "pr_auc": pr_auc})
+        if name in st.positives_left_methods and batches:
+            curve[-1]["positives_left"] = _positives_left_point(
+                h, loop, spec, X_all[pool_idx], states, batches
+            )
         h.log(
             f"  {name}: iteration {it}/{st.iterations}, labels {labels}, positives found "
             f"{found}, test PR-AUC {pr_auc:.3f} ({time.perf_counter() - t0:.0f} s)"
@@ -307,6 +318,7 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
         ).indices
         answers = np.where(h.expert_confirms[pool_idx[batch]], pool.CONFIRMED, pool.NOT_CONFIRMED)
         states = pool.apply_answers(pool.mark_shown(states, batch), batch, answers)
+        batches.append(batch)
         labels += len(batch)
     metrics = h.test_metrics(scores[test_idx])
     confirmed = states == pool.CONFIRMED
@@ -317,6 +329,32 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
         seconds=time.perf_counter() - t0,
     )
     return metrics, curve, scores[test_idx]
+
+
+def _positives_left_point(h: Harness, loop: ActiveLoop, spec, X_pool, states, batches) -> dict:
+    """The loop's estimate of positives left in U, its interval, and the truth (the simulated
+    expert's labels: true positives never shown)."""
+    est = loop.positives_left(
+        X_pool,
+        states,
+        batches,
+        categorical_features=spec.categorical_indices,
+        expert_recall=h.settings.expert_recall,
+    )
+    truth = int(((states == pool.U) & (h.y[h.split.pool] == 1)).sum())
+    if est is None:
+        return {"truth": truth}
+    return {
+        "point": round(float(est.point), 2),
+        "low": round(float(est.low), 2),
+        "high": round(float(est.high), 2),
+        "truth": truth,
+        "inside": bool(est.low <= truth <= est.high),
+        "within_2x": bool(
+            max(est.point, 1.0) / max(truth, 1.0) <= 2.0
+            and max(truth, 1.0) / max(est.point, 1.0) <= 2.0
+        ),
+    }
 
 
 def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
@@ -443,6 +481,7 @@ def run_benchmark(
             f"{metrics['positives_found']} ({metrics['seconds']:.0f} s)"
         )
         _write(report, out)
+    report["positives_left"] = positives_left_summary(report["curves"])
     report["seconds_total"] = time.perf_counter() - t_start
     _write(report, out)
     _plots(report, test_y, test_scores, out)
@@ -451,6 +490,21 @@ def run_benchmark(
         f"({report['seconds_total']:.0f} s)"
     )
     return report
+
+
+def positives_left_summary(curves: dict) -> dict:
+    """Per method: checkpoints with an estimate, the share whose interval holds the truth, and
+    the share whose point is within 2x of it (both counted at least 1)."""
+    out = {}
+    for name, curve in curves.items():
+        points = [c["positives_left"] for c in curve if "point" in c.get("positives_left", {})]
+        if points:
+            out[name] = {
+                "checkpoints": len(points),
+                "inside_interval": round(sum(p["inside"] for p in points) / len(points), 3),
+                "within_2x": round(sum(p["within_2x"] for p in points) / len(points), 3),
+            }
+    return out
 
 
 def merge_reports(parts: list[Path], out: Path) -> dict:
@@ -546,6 +600,23 @@ def report_markdown(report: dict) -> str:
             lines.append(f"| {point['labels']} | " + " | ".join(cells) + " |")
         lines.append("")
         lines.append("Cells: positives found / test PR-AUC.")
+    for name, curve in report["curves"].items():
+        points = [c for c in curve if "point" in c.get("positives_left", {})]
+        if not points:
+            continue
+        lines += [
+            "",
+            f"## Positives left in U after each batch ({name})",
+            "",
+            "| labels | estimate | interval | truth |",
+            "|---:|---:|---|---:|",
+        ]
+        for c in points:
+            p = c["positives_left"]
+            lines.append(
+                f"| {c['labels']} | {p['point']:.0f} | {p['low']:.0f}-{p['high']:.0f} "
+                f"| {p['truth']} |"
+            )
     lines += ["", "Settings: `" + json.dumps(report["settings"]) + "`", ""]
     return "\n".join(lines)
 

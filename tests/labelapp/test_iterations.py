@@ -408,3 +408,33 @@ def test_eta_is_steady_through_pretraining_and_early_stages(loop_dataset):
     Iteration.objects.filter(pk=iteration.pk).update(progress_done=10)
     iteration.refresh_from_db()
     assert iteration_progress(iteration).eta_s == pytest.approx(61 * 3, rel=0.05)
+
+
+def test_the_page_shows_positives_left_with_an_interval_once_a_batch_is_answered(
+    loop_dataset, expert_client
+):
+    from labelapp.models import PoolState
+
+    dataset, cases = loop_dataset
+    first = _queued(dataset)
+    assert iteration_execute(iteration_id=first.pk)["status"] == "done"
+    first.refresh_from_db()
+    assert first.metrics["stopping"]["estimated_positives_left"] is None  # nothing answered
+    page = expert_client.get(reverse("iteration-detail", args=[dataset.name, first.number]))
+    assert "n/a until a batch has answers" in page.content.decode()
+    # The expert answers the batch: the truth of the planted pattern decides.
+    truth = cases.set_index("case_id")["label"] if "label" in cases else None
+    for item in first.batch.select_related("case"):
+        yes = bool(truth[item.case.case_id]) if truth is not None else item.position % 3 == 0
+        state = PoolState.CONFIRMED if yes else PoolState.NOT_CONFIRMED
+        Case.objects.filter(pk=item.case_id).update(pool_state=state)
+    second = _queued(dataset)
+    assert iteration_execute(iteration_id=second.pk)["status"] == "done"
+    second.refresh_from_db()
+    stop = second.metrics["stopping"]
+    assert stop["positives_left_low"] <= stop["estimated_positives_left"]
+    assert stop["estimated_positives_left"] <= stop["positives_left_high"]
+    body = expert_client.get(
+        reverse("iteration-detail", args=[dataset.name, second.number])
+    ).content.decode()
+    assert 'id="positives-left-interval"' in body and "90% interval" in body

@@ -87,6 +87,15 @@ def test_benchmark_report(tmp_path):
     curve = on_disk["curves"]["active_pu"]
     assert [p["labels"] for p in curve] == [0, 30, 60]
     assert curve[-1]["positives_found"] == m["positives_found"]
+    # After every answered batch: the estimate of positives left, its interval and the truth.
+    left = curve[-1]["positives_left"]
+    assert left["low"] <= left["point"] <= left["high"] and left["truth"] >= 0
+    assert "positives_left" not in curve[0]  # nothing answered yet
+    assert on_disk["positives_left"]["active_pu"]["checkpoints"] == 2
+    assert (
+        "Positives left in U after each batch (active_pu)"
+        in (tmp_path / "out" / "report.md").read_text()
+    )
     # Top-score batches confirm more positives than random ones on a planted pattern.
     found = {k: v["positives_found"] for k, v in on_disk["methods"].items()}
     assert found["top_score_batches"] > found["random_batches"]

@@ -64,3 +64,17 @@ def test_fit_refuses_fewer_than_two_positives_with_the_reason():
     states = pool.initial_states(np.zeros(len(X), bool))
     with pytest.raises(NotEnoughPositives, match="seed positives"):
         ActiveLoop(LoopParams()).fit(X, states)
+
+
+def test_positives_left_needs_answers_then_brackets_the_planted_truth():
+    X, y, states = _planted(n=3000, seed=1)
+    loop = ActiveLoop(LoopParams(batch_size=60, n_clusters=4, n_estimators=30), n_jobs=1)
+    assert loop.positives_left(X, states, []) is None
+    scores = loop.fit(X, states).predict_proba(X)[:, 1]
+    batch = loop.select(scores, X, states, iteration=1).indices
+    answers = np.where(y[batch], pool.CONFIRMED, pool.NOT_CONFIRMED)
+    states = pool.apply_answers(pool.mark_shown(states, batch), batch, answers)
+    est = loop.positives_left(X, states, [batch], expert_recall=1.0)
+    truth = int(((states == pool.U) & y).sum())
+    assert est.low <= truth <= est.high
+    assert est.n_answered == len(batch) and est.n_confirmed == int(y[batch].sum())

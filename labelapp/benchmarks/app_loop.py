@@ -37,7 +37,15 @@ import numpy as np
 import pandas as pd
 from django.conf import settings
 
-from learning.bench.harness import Harness, Settings, _plots, _write, pool_schema, run_active
+from learning.bench.harness import (
+    Harness,
+    Settings,
+    _plots,
+    _write,
+    pool_schema,
+    report_head,
+    run_active,
+)
 from learning.features import load_dataset
 
 APP_METHOD = "active_pu_app"
@@ -344,7 +352,7 @@ def run_benchmark_app(
     )
     curve[-1]["pr_auc"] = metrics["pr_auc"]
     test_scores = {APP_METHOD: scores}
-    report = _report_head(h, st)
+    report = report_head(h, st)
     report["methods"][APP_METHOD] = metrics
     report["curves"][APP_METHOD] = curve
     report["app"] = {
@@ -386,24 +394,6 @@ def run_benchmark_app(
     _plots(report, h.y[h.split.test], test_scores, out)
     log(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots")
     return report
-
-
-def _report_head(h: Harness, st: Settings) -> dict:
-    test_y = h.y[h.split.test]
-    return {
-        "dataset": h.ds.name,
-        "n_pool": int(len(h.split.pool)),
-        "n_test": int(len(h.split.test)),
-        "test_positives": int(test_y.sum()),
-        "pool_positives": int(h.y[h.split.pool].sum()),
-        "seed_positives_in_pool": int(h.pool_seed.sum()),
-        "split": h.split.rule,
-        "entity_feature_columns": h.entity_columns,
-        "embeddings": None,
-        "settings": st.as_report(),
-        "methods": {},
-        "curves": {},
-    }
 
 
 def _stage_totals(iterations_info: list[dict]) -> dict[str, float]:

@@ -450,20 +450,7 @@ def run_benchmark(
         f"{len(h.split.test)} with {int(test_y.sum())} positives; {int(h.pool_seed.sum())} seed "
         f"positives in the pool; entity features on {h.entity_columns or 'nothing'}"
     )
-    report = {
-        "dataset": ds.name,
-        "n_pool": int(len(h.split.pool)),
-        "n_test": int(len(h.split.test)),
-        "test_positives": int(test_y.sum()),
-        "pool_positives": int(h.y[h.split.pool].sum()),
-        "seed_positives_in_pool": int(h.pool_seed.sum()),
-        "split": h.split.rule,
-        "entity_feature_columns": h.entity_columns,
-        "embeddings": None if embeddings is None else int(embeddings.shape[1]),
-        "settings": st.as_report(),
-        "methods": {},
-        "curves": {},
-    }
+    report = report_head(h, st, embeddings)
     test_scores = {}
     for name in methods:
         log(f"[{time.perf_counter() - t_start:.0f} s] {name} ...")
@@ -490,6 +477,25 @@ def run_benchmark(
         f"({report['seconds_total']:.0f} s)"
     )
     return report
+
+
+def report_head(h: Harness, st: Settings, embeddings: np.ndarray | None = None) -> dict:
+    """The report's description of the run, before any method's figures."""
+    test_y = h.y[h.split.test]
+    return {
+        "dataset": h.ds.name,
+        "n_pool": int(len(h.split.pool)),
+        "n_test": int(len(h.split.test)),
+        "test_positives": int(test_y.sum()),
+        "pool_positives": int(h.y[h.split.pool].sum()),
+        "seed_positives_in_pool": int(h.pool_seed.sum()),
+        "split": h.split.rule,
+        "entity_feature_columns": h.entity_columns,
+        "embeddings": None if embeddings is None else int(embeddings.shape[1]),
+        "settings": st.as_report(),
+        "methods": {},
+        "curves": {},
+    }
 
 
 def positives_left_summary(curves: dict) -> dict:

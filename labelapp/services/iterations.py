@@ -19,10 +19,10 @@ from django.db.models import Max, Q
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from labelapp.models import Dataset, Iteration
+from labelapp.models import Dataset, Iteration, PoolState
 from labelapp.services.audit import audit_event_create
 from labelapp.services.dispatch import ITERATION_RUN, task_send
-from learning.loop import LoopParams, LoopParamsError, ParamInfo
+from learning.loop import MIN_POSITIVES, LoopParams, LoopParamsError, ParamInfo
 
 
 class IterationAlreadyActive(Exception):
@@ -120,6 +120,15 @@ def iteration_launch(
     if dataset.status != Dataset.Status.READY:
         raise IterationParamsError({"dataset": f"dataset is {dataset.status}, not ready"})
     clean = iteration_params_clean(params or {}, dataset=dataset)
+    known = dataset.cases.filter(pool_state__in=(PoolState.POSITIVE, PoolState.CONFIRMED)).count()
+    if known < MIN_POSITIVES:
+        raise IterationParamsError(
+            {
+                "positives": f"this dataset has {known} known positive(s) (seed or confirmed); "
+                f"a PU model needs at least {MIN_POSITIVES}. Mark seed positives first (a "
+                "seed_positive column at import)."
+            }
+        )
     iteration_reap_stale(dataset=dataset)
     task_id = str(uuid.uuid4())
     try:

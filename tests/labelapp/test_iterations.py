@@ -438,3 +438,18 @@ def test_the_page_shows_positives_left_with_an_interval_once_a_batch_is_answered
         reverse("iteration-detail", args=[dataset.name, second.number])
     ).content.decode()
     assert 'id="positives-left-interval"' in body and "90% interval" in body
+
+
+def test_launch_refuses_a_dataset_that_cannot_train_with_the_reason(
+    loop_dataset, admin_user, admin_client
+):
+    from labelapp.models import PoolState
+
+    dataset, _ = loop_dataset
+    Case.objects.filter(dataset=dataset).update(pool_state=PoolState.UNLABELED)
+    with pytest.raises(IterationParamsError) as err:
+        iteration_launch(dataset=dataset, user=admin_user, params=FAST)
+    assert "needs at least 2" in err.value.errors["positives"]
+    assert not Iteration.objects.filter(dataset=dataset).exists()  # nothing queued to fail
+    page = admin_client.post(reverse("iteration-launch", args=[dataset.name]), FAST)
+    assert page.status_code == 200 and "Mark seed positives first" in page.content.decode()

@@ -607,7 +607,7 @@ def _metrics(run: Run) -> dict[str, Any]:
     batches = previous_batches(run.dataset)
     answered = [b for b in batches if b["answered"]]
     previous_scores = _current_model_scores(run.dataset)
-    run.reporter.log("estimating the positives left in U (held-out scores, 3 folds)")
+    run.reporter.stage("estimate", note="positives left in U: held-out scores over 3 folds")
     left = run.loop.positives_left(
         run.X,
         states,

@@ -170,3 +170,17 @@ def database_url_for_current_connection() -> str:
     user = s.get("USER") or "postgres"
     password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
     return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+
+
+def worker_environment(queue: str, **extra: str) -> dict[str, str]:
+    """The environment of a worker process this process starts: its queue as the tasks' default,
+    this process's database (in tests, the test database) and its files."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url_for_current_connection(),
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "PYTHONUNBUFFERED": "1",
+        "ARTIFACTS_DIR": str(settings.ARTIFACTS_DIR),
+        "UPLOADS_DIR": str(settings.UPLOADS_DIR),
+        **extra,
+    }

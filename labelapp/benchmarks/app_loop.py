@@ -21,7 +21,6 @@ The report is the harness's format, with the method ``active_pu_app`` beside the
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import tempfile
@@ -108,19 +107,13 @@ def workers_start(
     later batch), so the two runs compare only at the same count.
     """
     from labelapp.celery import app as celery_app
-    from labelapp.workers import database_url_for_current_connection, worker_command
+    from labelapp.workers import worker_command, worker_environment
 
     if n <= 0:
         return None, []
     queue = f"bench-app-{uuid.uuid4().hex[:8]}"
     celery_app.conf.task_default_queue = queue
-    env = {**os.environ, "CELERY_TASK_DEFAULT_QUEUE": queue, "PYTHONUNBUFFERED": "1"}
-    env["LOOP_THREADS"] = str(threads)
-    env["ARTIFACTS_DIR"], env["UPLOADS_DIR"] = (
-        str(settings.ARTIFACTS_DIR),
-        str(settings.UPLOADS_DIR),
-    )
-    env["DATABASE_URL"] = database_url_for_current_connection()
+    env = worker_environment(queue, LOOP_THREADS=str(threads))
     procs = []
     log_dir.mkdir(parents=True, exist_ok=True)
     for i in range(n):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 import uuid
@@ -10,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from labelapp.celery import app as celery_app
 from labelapp.services.users import user_create_with_role
-from labelapp.workers import database_url_for_current_connection, worker_command
+from labelapp.workers import worker_command, worker_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct-horse-battery"
@@ -87,18 +85,8 @@ def start_worker(
 ):
     """A real worker process on ``queue`` (its tasks' default queue too); with
     ``beat_schedule``, celery beat runs inside it (``-B``) with its state in that file."""
-    env = os.environ.copy()
-    env.update(
-        {
-            "DATABASE_URL": database_url_for_current_connection(),
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
-            "PYTHONUNBUFFERED": "1",
-            # The worker sees the same files as the test that started it.
-            "ARTIFACTS_DIR": str(django_settings.ARTIFACTS_DIR),
-            "UPLOADS_DIR": str(django_settings.UPLOADS_DIR),
-        }
-    )
-    env.update(extra_env or {})
+    # The worker sees the same database and files as the test that started it.
+    env = worker_environment(queue, **(extra_env or {}))
     # One log per process: two workers on one queue must not write over each other's file.
     log = open(REPO_ROOT / "var" / f"worker-{queue}-{uuid.uuid4().hex[:6]}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(

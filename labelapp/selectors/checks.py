@@ -145,3 +145,30 @@ def labels_shown_with(user: Any, labels: Iterable[Label], item: BatchItem | None
     those that count with it (another expert's answer to an earlier check of a seed would tell
     that the case is one)."""
     return list(labels) if is_admin(user) else labels_in_scope(labels, item)
+
+
+@dataclass(frozen=True)
+class Answerer:
+    """Who gave a standing answer on a case, with their recall on hidden checks."""
+
+    username: str
+    answer: str
+    checks: CheckRecall | None
+
+
+def answerers_with_recall(dataset: Dataset, case_ids: Iterable[int]) -> dict[int, list[Answerer]]:
+    """Per case id: the experts whose settled answers stand on it (hidden checks aside), each
+    with their recall on the dataset's hidden checks: how far their "confirmed" can be trusted
+    to find a positive, beside a flag that doubts it."""
+    recall = check_recall_by_user(dataset=dataset)
+    labels = (
+        Label.objects.filter(case_id__in=list(case_ids), answer__in=SETTLING)
+        .filter(undone_by__isnull=True)
+        .exclude(batch_item__is_check=True)
+        .order_by("created_at", "id")
+        .values_list("case_id", "user_id", "user__username", "answer")
+    )
+    out: dict[int, list[Answerer]] = {}
+    for case_id, user_id, username, answer in labels:
+        out.setdefault(case_id, []).append(Answerer(username, answer, recall.get(user_id)))
+    return out

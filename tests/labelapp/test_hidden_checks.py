@@ -67,9 +67,10 @@ def test_dataset_page_sets_the_share_for_admins_only(admin_client, expert_client
     url = reverse("dataset-hidden-checks", args=[dataset.name])
     page = admin_client.get(reverse("dataset-detail", args=[dataset.name])).content.decode()
     assert 'id="hidden-checks"' in page and "Hidden checks of expert recall" in page
-    assert 'id="hidden-checks"' not in expert_client.get(
-        reverse("dataset-detail", args=[dataset.name])
-    ).content.decode()
+    assert (
+        'id="hidden-checks"'
+        not in expert_client.get(reverse("dataset-detail", args=[dataset.name])).content.decode()
+    )
     assert expert_client.post(url, {"percent": "10"}).status_code == 403
     response = admin_client.post(url, {"percent": "40"}, follow=True)
     assert "Hidden checks not changed" in response.content.decode()
@@ -142,8 +143,9 @@ def test_a_seed_checked_again_takes_a_fresh_answer(checked_batch, expert_user, s
     again = BatchItem.objects.create(
         iteration=later[0].iteration, case=check.case, position=1, is_check=True
     )
-    # Earlier checks of the seed do not count on the new one: both experts may answer it.
-    assert label_create(user=expert_user, case=check.case, answer="not_confirmed").batch_item == again
+    # Earlier checks of the seed do not count on the new one: the same expert answers it afresh.
+    label = label_create(user=expert_user, case=check.case, answer="not_confirmed")
+    assert label.batch_item == again
     check.case.refresh_from_db()
     assert check.case.pool_state == PoolState.POSITIVE
 

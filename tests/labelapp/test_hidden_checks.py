@@ -256,3 +256,72 @@ def test_label_audit_shows_each_answerers_recall_on_checks(
     page = admin_client.get(reverse("label-audit", args=[dataset.name])).content.decode()
     assert "recall on hidden checks" in page
     assert f"{expert_user.username} <span" in page and "0% " in page and "n=1)" in page
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop_dataset(transactional_db, tmp_path, settings):
+    from tests.labelapp.loop_data import make_loop_dataset
+
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.LOOP_THREADS = 1
+    settings.LOOP_WORKER_NICE = 0
+    dataset, _ = make_loop_dataset("checkloop", tmp_path / "snapshots", n_cases=1500)
+    return dataset
+
+
+def _run(dataset, admin_user):
+    from labelapp.models import Iteration
+    from labelapp.services.iterations import iteration_params_clean
+    from labelapp.services.pipeline import iteration_execute
+
+    params = {"batch_size": 20, "n_clusters": 4, "pool_size": 100, "n_estimators": 30}
+    iteration = Iteration.objects.create(
+        dataset=dataset,
+        number=dataset.iterations.count() + 1,
+        params=iteration_params_clean(params, dataset=dataset),
+        launched_by=admin_user,
+    )
+    assert iteration_execute(iteration_id=iteration.pk)["status"] == "done", iteration.log
+    iteration.refresh_from_db()
+    return iteration
+
+
+def test_iterations_hide_checks_in_the_batch_and_train_as_before(
+    loop_dataset, admin_user, expert_user
+):
+    import pandas as pd
+
+    dataset = loop_dataset
+    dataset_hidden_check_share_set(user=admin_user, dataset=dataset, share=0.1)
+    first = _run(dataset, admin_user)
+    items = list(first.batch.select_related("case").order_by("position"))
+    checks = [item for item in items if item.is_check]
+    assert len(items) == 22 and len(checks) == 2 and first.metrics["hidden_checks"] == 2
+    assert [item.position for item in items] == list(range(22))
+    assert all(c.case.pool_state == PoolState.POSITIVE and c.case.seed_positive for c in checks)
+    assert all(i.case.pool_state == PoolState.SHOWN for i in items if not i.is_check)
+    # Written like the others: a cluster of the batch, the same reason's wording.
+    regular_clusters = {i.cluster for i in items if not i.is_check}
+    for check in checks:
+        assert check.cluster in regular_clusters and check.reason.startswith("uncertain ")
+        assert "; cluster " in check.reason and check.required_answers == 1
+    assert "and 2 hidden checks" in first.log
+
+    before = pool_states(dataset)
+    for check in checks:
+        label_create(user=expert_user, case=check.case, answer="not_confirmed", batch_item=check)
+    np.testing.assert_array_equal(pool_states(dataset), before)
+
+    second = _run(dataset, admin_user)
+    # The second model trained on the same P/U as if no check had been answered.
+    assert second.model_version.data_snapshot["pool"]["P"] == int((before == "P").sum())
+    positives = pd.read_parquet(f"{second.model_version.artifact_dir}/positives.parquet")
+    assert len(positives) == int(((before == "P") | (before == "confirmed")).sum())
+    assert second.metrics["previous_batch"]["size"] == 20
+    assert second.metrics["previous_batch"]["not_confirmed"] == 0
+    # New checks prefer seeds never checked before.
+    again = set(second.batch.filter(is_check=True).values_list("case_id", flat=True))
+    assert len(again) == 2 and not again & {c.case_id for c in checks}

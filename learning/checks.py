@@ -98,21 +98,25 @@ def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, flo
 
 @dataclass
 class CheckLook:
-    """How hidden checks present in a batch, aligned to the checks: what a regular case of the
-    same batch would show (uncertainty, cluster, rank in cluster, reason), from their own score.
+    """How hidden checks present in a batch: what a regular case of the same batch would show.
 
     Attributes
     ----------
-    uncertainty : ndarray of float, shape (n_checks,)
-    cluster : ndarray of int, shape (n_checks,)
-    rank_in_cluster : ndarray of int, shape (n_checks,)
+    uncertainty, cluster, rank_in_cluster : ndarray, shape (n_checks,)
     reason : list of str, length n_checks
+    regular_rank_in_cluster : ndarray of int, shape (n_selected,)
+        The regular cases' ranks, aligned to ``selection.indices``: renumbered in the top-score
+        part when checks joined it (ranks by score, the checks among them), else unchanged.
+    regular_reason : list of str, length n_selected
+        The regular cases' reasons, rewritten with those ranks.
     """
 
     uncertainty: np.ndarray
     cluster: np.ndarray
     rank_in_cluster: np.ndarray
     reason: list[str]
+    regular_rank_in_cluster: np.ndarray
+    regular_reason: list[str]
 
 
 def check_look(
@@ -125,9 +129,11 @@ def check_look(
     """Write the checks' batch details the way :func:`learning.sampling.select_batch` writes a
     regular case's, so that nothing but the case itself tells a check apart.
 
-    Each check joins the cluster of a regular case drawn at random (as the next of that
-    cluster), or, in a batch chosen by top score, takes its rank among the top scores. Its
-    uncertainty is its own score's, under the batch's measure and threshold.
+    A check is shown as what it would have been, had it been a candidate: scoring at least as
+    high as the batch's lowest top-score case, it joins the top-score part (which is ranked
+    again by score, the checks among the cases); else it joins the cluster of a regular
+    uncertain case drawn at random, as the next of that cluster. Its uncertainty is its own
+    score's, under the batch's measure and threshold.
 
     Parameters
     ----------
@@ -148,41 +154,66 @@ def check_look(
         kind = "margin"  # a batch of another strategy: no threshold was used
     uncertainty = uncertainty_scores(check_scores, kind=kind, threshold=threshold)
     clusters = np.asarray(selection.cluster, dtype=int)
-    uncertain = np.flatnonzero(clusters >= 0)
-    if len(uncertain) and selection.cluster_sizes:
+    reasons_in = list(selection.reason)
+    top = np.asarray(
+        [c == -1 and r.startswith("top score") for c, r in zip(clusters, reasons_in, strict=True)],
+        dtype=bool,
+    )
+    uncertain = np.flatnonzero(clusters >= 0) if selection.cluster_sizes else np.zeros(0, int)
+    if not top.any() and not len(uncertain):
+        # Other strategies write one reason for the whole batch ("random batch").
+        pool = reasons_in or ["batch"]
+        return CheckLook(
+            np.zeros(n),
+            np.full(n, -1),
+            len(reasons_in) + np.arange(n),
+            [pool[int(rng.randint(len(pool)))] for _ in range(n)],
+            np.asarray(selection.rank_in_cluster, dtype=int),
+            reasons_in,
+        )
+    as_top = np.zeros(n, dtype=bool)
+    if top.any():
+        as_top = check_scores >= regular_scores[top].min()
+        if not len(uncertain):
+            as_top[:] = True
+    out_cluster = np.full(n, -1)
+    out_rank = np.zeros(n, dtype=int)
+    out_reason = [""] * n
+    if len(uncertain):
         used = np.unique(clusters[uncertain])
         taken = {int(c): int((clusters == c).sum()) for c in used}
-        out_cluster, out_rank, reasons = [], [], []
-        for score, u in zip(check_scores, uncertainty, strict=True):
+        for k in np.flatnonzero(~as_top):
             c = int(clusters[rng.choice(uncertain)])
-            rank = taken[c]
+            out_cluster[k], out_rank[k] = c, taken[c]
             taken[c] += 1
-            out_cluster.append(c)
-            out_rank.append(rank)
-            reasons.append(
-                uncertain_reason(
-                    score,
-                    u,
-                    kind=kind,
-                    threshold=threshold,
-                    short_rule=selection.short_rule,
-                    cluster=c,
-                    n_clusters=len(used),
-                    rank=rank,
-                    cluster_size=max(selection.cluster_sizes[c], rank + 1),
-                )
+            out_reason[k] = uncertain_reason(
+                check_scores[k],
+                uncertainty[k],
+                kind=kind,
+                threshold=threshold,
+                short_rule=selection.short_rule,
+                cluster=c,
+                n_clusters=len(used),
+                rank=out_rank[k],
+                cluster_size=max(selection.cluster_sizes[c], out_rank[k] + 1),
             )
-        return CheckLook(uncertainty, np.asarray(out_cluster), np.asarray(out_rank), reasons)
-    if any(r.startswith("top score") for r in selection.reason):
-        top = regular_scores[clusters == -1]
-        ranks = np.asarray([int((top > s).sum()) for s in check_scores], dtype=int)
-        reasons = [
-            top_score_reason(s, r, max(selection.n_candidates, len(top) + n))
-            for s, r in zip(check_scores, ranks, strict=True)
+    regular_rank = np.asarray(selection.rank_in_cluster, dtype=int).copy()
+    regular_reason = list(reasons_in)
+    if as_top.any():
+        # The top-score part ranked again by score, the checks among its cases.
+        regular_top = np.flatnonzero(top)
+        checks_top = np.flatnonzero(as_top)
+        members = [("regular", int(i)) for i in regular_top] + [
+            ("check", int(k)) for k in checks_top
         ]
-        return CheckLook(uncertainty, np.full(n, -1), ranks, reasons)
-    # Other strategies write one reason for the whole batch ("random batch").
-    pool = list(selection.reason) or ["batch"]
-    reasons = [pool[int(rng.randint(len(pool)))] for _ in range(n)]
-    ranks = len(selection.reason) + np.arange(n)
-    return CheckLook(np.zeros(n), np.full(n, -1), ranks, reasons)
+        member_scores = np.concatenate([regular_scores[regular_top], check_scores[checks_top]])
+        order = np.argsort(-member_scores, kind="stable")
+        n_candidates = max(selection.n_candidates, len(regular_top)) + len(checks_top)
+        for rank, m in enumerate(order):
+            who, i = members[m]
+            reason = top_score_reason(member_scores[m], rank, n_candidates)
+            if who == "regular":
+                regular_rank[i], regular_reason[i] = rank, reason
+            else:
+                out_rank[i], out_reason[i] = rank, reason
+    return CheckLook(uncertainty, out_cluster, out_rank, out_reason, regular_rank, regular_reason)

@@ -92,36 +92,44 @@ def check_candidates(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return ids, case_rows, times
 
 
-def batch_checks_build(
+def batch_with_checks(
     *,
     dataset: Dataset,
     iteration: Iteration,
     selection: BatchSelection,
     scores: np.ndarray,
-    n_regular: int,
+    regular: list[BatchItem],
     random_state: int,
-) -> list[BatchItem]:
-    """Unsaved hidden-check items for a batch of ``n_regular`` new cases (none when off).
+) -> tuple[list[BatchItem], int]:
+    """The batch with its hidden checks, in the order experts get it, and how many checks.
 
-    ``scores`` are the new model's scores of every case (row order); ``random_state`` the loop's,
-    to which the iteration's number is added: a replay draws the same checks.
+    ``regular`` are the unsaved items of the new cases, each at its ``position`` in
+    ``selection``; ``scores`` the new model's scores of every case (row order); ``random_state``
+    the loop's, to which the iteration's number is added: a replay draws the same checks. With
+    the share at 0 (or no seed to use) the batch is ``regular`` unchanged. Otherwise the checks
+    take random places, every position is renumbered 0, 1, 2, ..., and the top-score part's
+    ranks count the checks among its cases (:func:`learning.checks.check_look`).
     """
-    wanted = check_count(dataset.hidden_check_share, n_regular)
+    wanted = check_count(dataset.hidden_check_share, len(regular))
     if wanted == 0:
-        return []
+        return regular, 0
     rng = np.random.RandomState((int(random_state) + CHECK_SEED_OFFSET * iteration.number) % 2**32)
     ids, rows, times = check_candidates(dataset)
     chosen = choose_checks(np.arange(len(ids)), times, wanted, random_state=rng)
     if not len(chosen):
-        return []
+        return regular, 0
+    scores = np.asarray(scores)
     check_rows = rows[chosen]
     look = check_look(
         selection,
-        np.asarray(scores)[np.asarray(selection.indices, dtype=np.intp)],
-        np.asarray(scores)[check_rows],
+        scores[np.asarray(selection.indices, dtype=np.intp)],
+        scores[check_rows],
         random_state=rng,
     )
-    return [
+    for item in regular:
+        item.rank_in_cluster = int(look.regular_rank_in_cluster[item.position])
+        item.reason = str(look.regular_reason[item.position])[:200]
+    checks = [
         BatchItem(
             iteration=iteration,
             case_id=int(ids[i]),
@@ -134,18 +142,14 @@ def batch_checks_build(
         )
         for k, (i, row) in enumerate(zip(chosen, check_rows, strict=True))
     ]
+    return _interleave(regular, checks, rng), len(checks)
 
 
-def batch_interleave(
-    regular: list[BatchItem], checks: list[BatchItem], *, iteration: Iteration, random_state: int
+def _interleave(
+    regular: list[BatchItem], checks: list[BatchItem], rng: np.random.RandomState
 ) -> list[BatchItem]:
-    """The batch in the order experts get it: the checks at random places among the regular
-    items (which keep their order); positions renumbered 0, 1, 2, ..."""
-    if not checks:
-        return regular
-    rng = np.random.RandomState(
-        (int(random_state) + CHECK_SEED_OFFSET * iteration.number + 1) % 2**32
-    )
+    """The checks at random places among the regular items (which keep their order); positions
+    renumbered 0, 1, 2, ..."""
     at = set(check_positions(len(regular), len(checks), random_state=rng).tolist())
     regular_iter, check_iter = iter(regular), iter(checks)
     merged = [

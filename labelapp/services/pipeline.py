@@ -39,7 +39,7 @@ from django.utils import timezone
 from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion, PoolState
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
-from labelapp.services.checks import batch_checks_build, batch_interleave
+from labelapp.services.checks import batch_with_checks
 from labelapp.services.chunks import chunk_claim, claim_is_stale
 from labelapp.services.dispatch import ITERATION_SCORE_CHUNK, NEIGHBOR_INDEX_BUILD, task_send
 from labelapp.services.embedding import embeddings_compute
@@ -877,19 +877,16 @@ def _batch_create(run: Run, iteration: Iteration) -> int:
                 reason=str(reason)[:200],
             )
         )
-    checks = batch_checks_build(
+    batch, n_checks = batch_with_checks(
         dataset=run.dataset,
         iteration=iteration,
         selection=sel,
         scores=run.scores,
-        n_regular=len(items),
+        regular=items,
         random_state=run.loop.params.random_state,
-    )
-    batch = batch_interleave(
-        items, checks, iteration=iteration, random_state=run.loop.params.random_state
     )
     BatchItem.objects.bulk_create(batch, batch_size=1000)
     # Hidden checks stay P: only the new cases are shown.
     Case.objects.filter(pk__in=[item.case_id for item in items]).update(pool_state=PoolState.SHOWN)
-    run.metrics["hidden_checks"] = len(checks)
+    run.metrics["hidden_checks"] = n_checks
     return len(items)

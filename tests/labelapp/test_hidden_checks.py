@@ -303,11 +303,16 @@ def test_iterations_hide_checks_in_the_batch_and_train_as_before(
     assert [item.position for item in items] == list(range(22))
     assert all(c.case.pool_state == PoolState.POSITIVE and c.case.seed_positive for c in checks)
     assert all(i.case.pool_state == PoolState.SHOWN for i in items if not i.is_check)
-    # Written like the others: a cluster of the batch, the same reason's wording.
+    # Written like the others: seeds score high, so they join the top-score part, whose ranks
+    # count them among its cases (no two items share a rank).
     regular_clusters = {i.cluster for i in items if not i.is_check}
     for check in checks:
-        assert check.cluster in regular_clusters and check.reason.startswith("uncertain ")
-        assert "; cluster " in check.reason and check.required_answers == 1
+        assert check.cluster in regular_clusters and check.required_answers == 1
+        assert check.reason.startswith("top score ") and "not clustered" in check.reason
+    top = [i for i in items if i.cluster == -1]
+    assert sorted(i.rank_in_cluster for i in top) == list(range(len(top)))
+    for item in top:
+        assert f"the {item.rank_in_cluster + 1}" in item.reason
     assert "and 2 hidden checks" in first.log
 
     before = pool_states(dataset)

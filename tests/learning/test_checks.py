@@ -101,12 +101,42 @@ def test_check_look_writes_what_a_regular_case_shows():
     assert "score 0.9700, above" in look.reason[0]
 
 
-def test_check_look_in_a_top_score_batch():
+TOP = re.compile(
+    r"^top score [\d.e+-]+: the \d+(st|nd|rd|th) highest of the [\d,]+ cases not shown yet "
+    r"\(chosen by score, not clustered\)$"
+)
+
+
+def test_check_look_in_a_top_score_batch_ranks_the_checks_among_its_cases():
     rng = np.random.RandomState(1)
     X = rng.randn(500, 2)
     scores = rng.uniform(0, 0.9, 500)
     sel = select_batch(scores, X, 10, top_score_share=1.0, random_state=0)
     look = check_look(sel, scores[sel.indices], np.array([0.95]), random_state=0)
     assert look.cluster.tolist() == [-1] and look.rank_in_cluster.tolist() == [0]
-    assert look.reason[0].startswith("top score 0.9500: the 1st highest of the ")
-    assert look.reason[0].endswith("cases not shown yet (chosen by score, not clustered)")
+    assert look.reason[0].startswith("top score 0.9500: the 1st highest of the 501 ")
+    # The regular cases move one rank down: no two cases of the batch share a rank.
+    assert look.regular_rank_in_cluster.tolist() == list(range(1, 11))
+    assert all(TOP.match(r) for r in look.regular_reason + look.reason)
+    assert "the 2nd highest of the 501 cases" in look.regular_reason[0]
+
+
+def test_check_look_in_a_mixed_batch_follows_the_checks_score():
+    rng = np.random.RandomState(2)
+    X = rng.randn(3000, 3)
+    scores = rng.beta(1, 40, 3000)
+    sel = select_batch(scores, X, 20, n_clusters=3, top_score_share=0.5, random_state=0)
+    regular = scores[sel.indices]
+    lowest_top = regular[sel.cluster == -1].min()
+    look = check_look(sel, regular, np.array([0.99, lowest_top / 2]), random_state=0)
+    # A high score joins the top-score part, a low one a cluster of the uncertain part.
+    assert look.cluster[0] == -1 and TOP.match(look.reason[0])
+    assert look.cluster[1] >= 0 and UNCERTAIN.match(look.reason[1])
+    top_ranks = [*look.regular_rank_in_cluster[sel.cluster == -1], look.rank_in_cluster[0]]
+    assert sorted(top_ranks) == list(range(11)) and look.rank_in_cluster[0] == 0
+    # The uncertain part's ranks and reasons are as the selection wrote them.
+    part = sel.cluster >= 0
+    np.testing.assert_array_equal(look.regular_rank_in_cluster[part], sel.rank_in_cluster[part])
+    assert [r for r, p in zip(look.regular_reason, part, strict=True) if p] == [
+        r for r, p in zip(sel.reason, part, strict=True) if p
+    ]

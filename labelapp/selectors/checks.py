@@ -79,6 +79,15 @@ def check_item_ids(iteration_id: int) -> set[int]:
     )
 
 
+def check_case_ids(case_ids: Iterable[int]) -> set[int]:
+    """The cases among ``case_ids`` that were ever a hidden check."""
+    return set(
+        BatchItem.objects.filter(case_id__in=list(case_ids), is_check=True).values_list(
+            "case_id", flat=True
+        )
+    )
+
+
 def has_check() -> Exists:
     """For a case queryset: whether the case was ever a hidden check."""
     return Exists(BatchItem.objects.filter(case=OuterRef("pk"), is_check=True))

@@ -330,3 +330,28 @@ def test_iterations_hide_checks_in_the_batch_and_train_as_before(
     # New checks prefer seeds never checked before.
     again = set(second.batch.filter(is_check=True).values_list("case_id", flat=True))
     assert len(again) == 2 and not again & {c.case_id for c in checks}
+
+
+def test_the_similar_panel_never_lists_a_check_to_an_expert(
+    tmp_path, settings, expert_client, admin_client
+):
+    from labelapp.selectors.similar import similar_cases
+    from labelapp.services.similar import neighbor_index_build
+    from tests.labelapp.factories import make_vector_dataset
+    from tests.labelapp.test_similar_audit import SEEDS, vectors
+
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    dataset = make_vector_dataset("vec", tmp_path / "snapshots", vectors(), SEEDS)
+    version = ModelVersion.objects.create(dataset=dataset, artifact_dir=str(tmp_path / "v1"))
+    dataset.current_model = version
+    dataset.save(update_fields=["current_model"])
+    neighbor_index_build(model_version=version)
+    case = Case.objects.get(dataset=dataset, row=100)
+    (item,) = make_batch(dataset, cases=[case])
+    nearest = similar_cases(case, k=5).confirmed[0].case
+    BatchItem.objects.create(iteration=item.iteration, case=nearest, position=1, is_check=True)
+    assert expert_client.get(reverse("case-detail", args=[case.pk])).status_code == 200
+    url = reverse("case-similar", args=[case.pk])
+    # The expert may have met that seed as a batch case: listed as a seed it would be given away.
+    assert nearest.case_id not in expert_client.get(url).content.decode()
+    assert nearest.case_id in admin_client.get(url).content.decode()

@@ -28,6 +28,7 @@ class CheckRecall:
 
     confirmed: int
     answered: int
+    n: int = 0  # how many checks there were (answered or not), where it is known
 
     @property
     def recall(self) -> float | None:
@@ -70,13 +71,18 @@ def check_recall_by_user(
     return {uid: CheckRecall(confirmed=c, answered=n) for uid, (c, n) in counts.items()}
 
 
-def check_item_ids(iteration_id: int) -> set[int]:
-    """The hidden checks among an iteration's batch items."""
-    return set(
-        BatchItem.objects.filter(iteration_id=iteration_id, is_check=True).values_list(
-            "pk", flat=True
-        )
+def iteration_checks(iteration_id: int) -> CheckRecall | None:
+    """An iteration's hidden checks for its admin: how many (``n``), and their answers so far as
+    a recall (``None`` when the batch has none)."""
+    n = BatchItem.objects.filter(iteration_id=iteration_id, is_check=True).count()
+    if not n:
+        return None
+    answers = list(
+        check_labels()
+        .filter(batch_item__iteration_id=iteration_id, answer__in=SETTLING)
+        .values_list("answer", flat=True)
     )
+    return CheckRecall(confirmed=answers.count(Label.Answer.CONFIRMED), answered=len(answers), n=n)
 
 
 def check_case_ids(case_ids: Iterable[int]) -> set[int]:

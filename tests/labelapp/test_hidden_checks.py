@@ -211,12 +211,15 @@ def test_the_queue_hands_out_checks_like_any_case(checked_batch, expert_user):
     assert check.pk in handed and len(handed) == 5
 
 
-def test_admins_see_which_items_are_checks(checked_batch, admin_client):
+def test_admins_see_which_items_are_checks(checked_batch, admin_client, expert_user):
     dataset, items, check = checked_batch
+    label_create(user=expert_user, case=check.case, answer="confirmed")
     page = admin_client.get(
         reverse("iteration-detail", args=[dataset.name, check.iteration.number])
     ).content.decode()
     assert page.count(">hidden check</span>") == 1
+    assert "1 hidden check of expert recall in this batch" in page
+    assert "1 answered, 1 confirmed" in page
     queue = admin_client.get(reverse("queue", args=[dataset.name])).content.decode()
     assert queue.count(">hidden check</span>") == 1
     case = admin_client.get(reverse("case-detail", args=[check.case_id])).content.decode()

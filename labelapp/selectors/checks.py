@@ -121,6 +121,35 @@ def shown_pool_states(case_ids: Iterable[int]) -> dict[int, str]:
     }
 
 
+def pool_counts_shown_to(user: Any, dataset: Dataset, counts: dict[str, int]) -> dict[str, int]:
+    """Cases per pool state as ``user`` is shown them: for an expert each hidden check counts
+    in the state a batch case with its answers would be in, not in P (a count that did not move
+    when they answered would give the check away)."""
+    if is_admin(user):
+        return counts
+    checks = (
+        BatchItem.objects.filter(
+            iteration__dataset=dataset, is_check=True, case__pool_state=PoolState.POSITIVE
+        )
+        .values_list("case_id", flat=True)
+        .distinct()
+    )
+    shown = dict(counts)
+    for state in shown_pool_states(checks).values():
+        shown[PoolState.POSITIVE.value] -= 1
+        shown[state] = shown.get(state, 0) + 1
+    return shown
+
+
+def n_labeled_shown_to(user: Any, dataset: Dataset) -> int:
+    """``dataset.n_labeled`` (confirmed and not confirmed cases) as ``user`` is shown it."""
+    n = getattr(dataset, "n_labeled", 0) or 0
+    if is_admin(user):
+        return n
+    counts = pool_counts_shown_to(user, dataset, {PoolState.POSITIVE.value: 0})
+    return n + sum(counts.get(s, 0) for s in (PoolState.CONFIRMED, PoolState.NOT_CONFIRMED))
+
+
 def cases_shown_as_regular(user: Any, cases: Iterable[Case]) -> None:
     """Show ``user`` (unless an admin) the check cases among ``cases`` as regular batch cases.
 

@@ -358,3 +358,29 @@ def test_the_similar_panel_never_lists_a_check_to_an_expert(
     # The expert may have met that seed as a batch case: listed as a seed it would be given away.
     assert nearest.case_id not in expert_client.get(url).content.decode()
     assert nearest.case_id in admin_client.get(url).content.decode()
+
+
+def test_the_pool_counts_move_for_an_expert_as_for_any_case(
+    checked_batch, expert_user, expert_client, admin_client
+):
+    import re
+
+    dataset, items, check = checked_batch
+
+    def pool(client) -> dict[str, int]:
+        page = client.get(reverse("dataset-detail", args=[dataset.name])).content.decode()
+        rows = re.findall(r'data-state="(\w+)"><th>[^<]*</th><td class="num">(\d+)</td>', page)
+        labeled = re.search(r'id="n-labeled">(\d+)<', page).group(1)
+        return {**{state: int(n) for state, n in rows}, "labeled": int(labeled)}
+
+    assert pool(expert_client)["P"] == 5 and pool(expert_client)["shown"] == 5
+    label_create(user=expert_user, case=check.case, answer="confirmed")
+    seen = pool(expert_client)
+    assert (seen["P"], seen["shown"], seen["confirmed"], seen["labeled"]) == (5, 4, 1, 1)
+    truth = pool(admin_client)
+    assert (truth["P"], truth["shown"], truth["confirmed"], truth["labeled"]) == (6, 4, 0, 0)
+    api = api_client_for(expert_user)
+    counts = api.get(reverse("api-dataset-detail", args=[dataset.name])).json()["pool_counts"]
+    assert counts["P"] == 5 and counts["confirmed"] == 1
+    listing = expert_client.get(reverse("dataset-list")).content.decode()
+    assert 'class="num n-labeled">1<' in listing

@@ -317,6 +317,8 @@ def run_dataset(
             "pr_auc_std": float(pr.std()),
             "recall_at_precision_0.8": float(np.mean([r["recall_at_precision_0.8"] for r in done])),
             "seconds": float(np.mean([r["seconds"] for r in done])),
+            "n_runs": len(done),
+            "n_failed": len(results) - len(done),
         }
         priors = [r["prior_estimate"] for r in done if "prior_estimate" in r]
         if priors:
@@ -362,9 +364,13 @@ def report_markdown(reports: list[dict], methods: tuple[str, ...]) -> str:
         cells = []
         for r in reports:
             m = r["methods"].get(name, {})
-            cells.append(
-                "skipped" if "pr_auc" not in m else f"{m['pr_auc']:.3f} ± {m['pr_auc_std']:.3f}"
-            )
+            if "pr_auc" not in m:
+                cells.append("skipped" if "not installed" in m.get("skipped", "") else "failed")
+                continue
+            cell = f"{m['pr_auc']:.3f} ± {m['pr_auc_std']:.3f}"
+            if m.get("n_failed"):
+                cell += f" ({m['n_runs']} of {m['n_runs'] + m['n_failed']} seeds ran)"
+            cells.append(cell)
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += [
         "",

@@ -35,6 +35,7 @@ urlpatterns = [
     path("", include("labelapp.views.similar")),
     path("", include("labelapp.views.label_audit")),
     path("", include("labelapp.views.checks")),
+    path("", include("labelapp.views.case_map")),
 ]
 
 # Errors outside the views: JSON under /api/, the usual pages elsewhere.

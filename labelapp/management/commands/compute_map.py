@@ -17,6 +17,10 @@ from learning.projection import DEFAULT_SAMPLE_SIZE
 class Command(BaseCommand):
     help = "Compute the 2-D map of a model version's cases (shown on the version's page)."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs):
+        # ``--version`` names the model version here: it replaces Django's --version option.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser) -> None:
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--version", type=int, help="Model version id (as in /models/ID/).")

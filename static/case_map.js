@@ -20,6 +20,7 @@
   var RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
   var PAD = 14;
   var HOVER_PX = 9;
+  var EPS = 1e-6;
 
   function rampColor(t) {
     t = Math.max(0, Math.min(1, t)) * (RAMP.length - 1);
@@ -39,11 +40,15 @@
     this.mode = "state";
     var p = data.points, n = p.x.length;
     this.n = n;
-    // Score rank within the sample (0..1): PU scores bunch near 0, ranks spread the colours.
+    // Colour by score on a log scale between the sample's lowest and highest score: PU scores
+    // span orders of magnitude, and equal scores keep equal colours.
     var order = Array.from({ length: n }, function (_, i) { return i; });
     order.sort(function (a, b) { return p.score[a] - p.score[b]; });
-    this.rank = new Float32Array(n);
-    order.forEach(function (i, r) { this.rank[i] = n > 1 ? r / (n - 1) : 1; }, this);
+    var lo = Math.log(p.score[order[0]] + EPS), hi = Math.log(p.score[order[n - 1]] + EPS);
+    this.shade = new Float32Array(n);
+    for (var i = 0; i < n; i++) {
+      this.shade[i] = hi > lo ? (Math.log(p.score[i] + EPS) - lo) / (hi - lo) : 0.5;
+    }
     this.byScore = order;
     this.byState = order.slice().sort(function (a, b) {
       return (BY_KEY[p.state[a]] || BY_KEY.U).order - (BY_KEY[p.state[b]] || BY_KEY.U).order;
@@ -74,10 +79,10 @@
     var order = this.mode === "state" ? this.byState : this.byScore;
     for (var k = 0; k < order.length; k++) {
       var i = order[k], xy = this.at(i), st = BY_KEY[p.state[i]] || BY_KEY.U;
-      var r = this.mode === "state" ? st.r : 2 + 2 * this.rank[i];
+      var r = this.mode === "state" ? st.r : 2 + 2 * this.shade[i];
       ctx.beginPath();
       ctx.arc(xy.x, xy.y, r, 0, 2 * Math.PI);
-      ctx.fillStyle = this.mode === "state" ? st.color : rampColor(this.rank[i]);
+      ctx.fillStyle = this.mode === "state" ? st.color : rampColor(this.shade[i]);
       ctx.globalAlpha = this.mode === "state" && st.key === "U" ? 0.6 : 0.9;
       ctx.fill();
       if (p.batch[i]) {
@@ -112,8 +117,8 @@
     } else {
       var sc = this.byScore.map(function (i) { return p.score[i]; });
       var q = function (f) { return fmtScore(sc[Math.min(sc.length - 1, Math.floor(f * (sc.length - 1)))]); };
-      html = '<span class="case-map-key">score, coloured by its rank in this sample: ' + q(0) +
-        ' <i class="case-map-ramp"></i> ' + q(1) + " (median " + q(0.5) + ", 90th percentile " + q(0.9) + ")</span>";
+      html = '<span class="case-map-key">score (log scale): ' + q(0) +
+        ' <i class="case-map-ramp"></i> ' + q(1) + " · median " + q(0.5) + " · 90th percentile " + q(0.9) + " · 99th " + q(0.99) + "</span>";
     }
     if (nBatch) html += '<span class="case-map-key"><i class="ring"></i>in this version\'s batch ' + nBatch + "</span>";
     this.legend.innerHTML = html;

@@ -28,7 +28,7 @@
     return "rgb(" + [0, 1, 2].map(function (k) { return Math.round(a[k] + f * (b[k] - a[k])); }).join(",") + ")";
   }
 
-  function fmtScore(s) { return s < 0.001 && s > 0 ? s.toExponential(1) : s.toFixed(3); }
+  function fmtScore(s) { return s === 0 ? "0" : s < 0.001 ? s.toExponential(1) : s.toFixed(3); }
 
   function CaseMap(root, data) {
     this.root = root;

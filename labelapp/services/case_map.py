@@ -34,9 +34,10 @@ from learning.projection import (
     stratified_sample,
 )
 
-#: Digits kept of the coordinates and scores in the JSON file (the canvas needs no more).
+#: Decimals kept of the coordinates, significant digits of the scores (PU scores run down to
+#: 1e-7: the map colours them on a log scale) in the JSON file.
 COORD_DIGITS = 4
-SCORE_DIGITS = 5
+SCORE_DIGITS = 4
 
 
 class CaseMapError(ValueError):
@@ -128,7 +129,7 @@ def _build(version: ModelVersion, *, sample_size: int, random_state: int) -> dic
             "x": np.round(xy[:, 0].astype(float), COORD_DIGITS).tolist(),
             "y": np.round(xy[:, 1].astype(float), COORD_DIGITS).tolist(),
             "state": states[rows].tolist(),
-            "score": np.round(scores[rows].astype(float), SCORE_DIGITS).tolist(),
+            "score": [float(f"{s:.{SCORE_DIGITS}g}") for s in scores[rows].tolist()],
             "batch": in_batch[rows].astype(int).tolist(),
         },
     }

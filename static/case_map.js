@@ -137,7 +137,7 @@
     var p = this.data.points, st = BY_KEY[p.state[i]] || { name: p.state[i] };
     this.tip.textContent = "";
     var strong = document.createElement("strong");
-    strong.textContent = p.case_id[i];
+    strong.textContent = p.case_id[i] === null ? "a case not in your queue" : p.case_id[i];
     this.tip.appendChild(strong);
     this.tip.appendChild(document.createTextNode(" · score " + fmtScore(p.score[i]) + " · " + st.name + (p.batch[i] ? " · in the batch" : "")));
     this.tip.hidden = false;
@@ -156,7 +156,7 @@
       var rect = self.canvas.getBoundingClientRect();
       var x = ev.clientX - rect.left, y = ev.clientY - rect.top, i = self.nearest(x, y);
       if (i !== self.hover) { self.hover = i; self.draw(); }
-      self.canvas.style.cursor = i >= 0 ? "pointer" : "default";
+      self.canvas.style.cursor = i >= 0 && self.data.points.case[i] !== null ? "pointer" : "default";
       if (i >= 0) self.showTip(i, x, y); else self.tip.hidden = true;
     });
     this.canvas.addEventListener("mouseleave", function () {
@@ -165,7 +165,7 @@
     this.canvas.addEventListener("click", function (ev) {
       var rect = self.canvas.getBoundingClientRect();
       var i = self.nearest(ev.clientX - rect.left, ev.clientY - rect.top);
-      if (i >= 0) window.location.assign(self.caseUrl(i));
+      if (i >= 0 && self.data.points.case[i] !== null) window.location.assign(self.caseUrl(i));
     });
     this.card.querySelectorAll('input[type=radio][value]').forEach(function (input) {
       input.addEventListener("change", function () {

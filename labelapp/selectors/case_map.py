@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labelapp.models import ModelVersion
+from labelapp.models import Case, ModelVersion
+from labelapp.policy import cases_visible_to
+from labelapp.roles import is_admin
 
 #: The computed map, in the version's artifact folder (written by ``services.case_map``).
 MAP_FILE = "case_map.json"
@@ -29,6 +31,28 @@ def case_map_summary(version: ModelVersion) -> dict[str, Any] | None:
     if data is None:
         return None
     data.pop("points", None)
+    return data
+
+
+def case_map_for(version: ModelVersion, user: Any) -> dict[str, Any] | None:
+    """The computed map as ``user`` may see it, or None when there is none.
+
+    Admins get every point. Anyone else sees every dot with its state and score, but the id
+    and page of a case only when the case is theirs to see (:func:`labelapp.policy.
+    cases_visible_to`): ``case`` and ``case_id`` are None for the others.
+    """
+    data = _read(case_map_path(version))
+    if data is None or is_admin(user):
+        return data
+    points = data["points"]
+    visible = set(
+        cases_visible_to(user, Case.objects.filter(pk__in=points["case"])).values_list(
+            "pk", flat=True
+        )
+    )
+    shown = [pk in visible for pk in points["case"]]
+    points["case"] = [pk if ok else None for pk, ok in zip(points["case"], shown, strict=True)]
+    points["case_id"] = [c if ok else None for c, ok in zip(points["case_id"], shown, strict=True)]
     return data
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from labelapp.models import ModelVersion
 from labelapp.policy import Action, requires
-from labelapp.selectors.case_map import case_map_path, case_map_status, case_map_summary
+from labelapp.selectors.case_map import case_map_for, case_map_status, case_map_summary
 from labelapp.services.case_map import case_map_request
 from labelapp.workers import no_worker_message
 
@@ -39,11 +37,11 @@ def case_map_fragment_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @requires(Action.MODEL_VIEW)
 def case_map_data_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """The computed map as JSON, with the URL pattern of a case page (``{pk}`` to fill in)."""
+    """The computed map as JSON, with the URL pattern of a case page (``{pk}`` to fill in); an
+    expert gets the ids of their own cases only (:func:`case_map_for`)."""
     version = get_object_or_404(ModelVersion, pk=pk)
-    try:
-        data = json.loads(case_map_path(version).read_text())
-    except FileNotFoundError:
+    data = case_map_for(version, request.user)
+    if data is None:
         return JsonResponse({"error": "the map of this version is not computed yet"}, status=404)
     data["case_url"] = reverse("case-detail", args=[0]).replace("/0/", "/{pk}/")
     return JsonResponse(data)

@@ -60,7 +60,7 @@ def test_the_iteration_queues_the_map_and_the_page_says_so(pipeline_version, exp
 
 
 def test_map_of_a_pipeline_version_in_its_feature_space(
-    pipeline_version, expert_client, outsider_client
+    pipeline_version, admin_client, expert_client, expert_user, outsider_client
 ):
     version = pipeline_version
     dataset = version.dataset
@@ -92,9 +92,19 @@ def test_map_of_a_pipeline_version_in_its_feature_space(
     page = expert_client.get(reverse("model-detail", args=[version.pk])).content.decode()
     assert "the version&#x27;s feature matrix" in page and "UMAP of 500 of 1500 cases" in page
     assert "case_map.js" in page and "data-case-map=" in page
-    served = expert_client.get(reverse("model-map-data", args=[version.pk])).json()
-    assert served["points"]["case"] == points["case"]
-    assert served["case_url"] == "/cases/{pk}/"
+    served = admin_client.get(reverse("model-map-data", args=[version.pk])).json()
+    assert served["points"] == points and served["case_url"] == "/cases/{pk}/"
+    # An expert sees every dot, but the id and page only of the cases theirs to see.
+    mine = BatchItem.objects.filter(iteration=version.iteration).order_by("position").first()
+    mine.assigned_to = expert_user
+    mine.save(update_fields=["assigned_to"])
+    served = expert_client.get(reverse("model-map-data", args=[version.pk]))
+    seen = served.json()["points"]
+    assert seen["score"] == points["score"] and seen["state"] == points["state"]
+    assert [c for c in seen["case"] if c is not None] == [mine.case_id]
+    assert [c for c in seen["case_id"] if c is not None] == [mine.case.case_id]
+    other = next(c for c in points["case_id"] if c != mine.case.case_id)
+    assert f'"{other}"'.encode() not in served.content
     assert outsider_client.get(reverse("model-map-data", args=[version.pk])).status_code == 403
     assert outsider_client.get(reverse("model-map", args=[version.pk])).status_code == 403
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from django.utils import timezone
 
 from labelapp.models import Case, ModelVersion
 from labelapp.policy import cases_visible_to
@@ -14,6 +17,8 @@ from labelapp.roles import is_admin
 MAP_FILE = "case_map.json"
 #: While queued or running, and after a failure: ``state``, ``step``, ``message``, ``since``.
 STATUS_FILE = "case_map_status.json"
+#: A running computation silent this long (its steps take seconds to a few minutes) is dead.
+RUNNING_STALE_S = 30 * 60
 
 
 def case_map_path(version: ModelVersion) -> Path:
@@ -21,8 +26,21 @@ def case_map_path(version: ModelVersion) -> Path:
 
 
 def case_map_status(version: ModelVersion) -> dict[str, Any] | None:
-    """The computation's state (``queued``, ``running``, ``failed``), or None when idle."""
-    return _read(Path(version.artifact_dir) / STATUS_FILE)
+    """The computation's state (``queued``, ``running``, ``failed``), or None when idle.
+
+    A computation that has said nothing for :data:`RUNNING_STALE_S` lost its worker: it reads
+    as failed, so the page stops waiting and an admin can compute the map again.
+    """
+    status = _read(Path(version.artifact_dir) / STATUS_FILE)
+    if status and status.get("state") == "running":
+        at = datetime.fromisoformat(status["at"])
+        if (timezone.now() - at).total_seconds() > RUNNING_STALE_S:
+            status.update(
+                state="failed",
+                message=f"no news from its worker since {status['at'][11:16]} UTC "
+                "(it stopped during: {step}); compute the map again".format(**status),
+            )
+    return status
 
 
 def case_map_summary(version: ModelVersion) -> dict[str, Any] | None:

@@ -185,8 +185,9 @@ def _feature_rows(version: ModelVersion, spec: FeatureSpec, rows: np.ndarray) ->
     import pyarrow.parquet as pq
 
     folder = Path(version.artifact_dir)
-    snapshot = Path(_read_json(folder / "inputs.json").get("snapshot") or "") or None
-    if snapshot is None or not (snapshot / "cases.parquet").exists():
+    named = _read_json(folder / "inputs.json").get("snapshot")
+    snapshot = Path(named) if named else snapshot_dir_for(version.dataset)
+    if not (snapshot / "cases.parquet").exists():
         snapshot = snapshot_dir_for(version.dataset)
     path = snapshot / "cases.parquet"
     if "row" in pq.read_schema(path).names:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from labelapp.models import AuditEvent, BatchItem, Case, Iteration, ModelVersion, PoolState
 from labelapp.selectors.case_map import MAP_FILE, STATUS_FILE, case_map_status
@@ -122,6 +124,16 @@ def test_recompute_is_for_admins_audited_and_errors_are_shown(
     event = AuditEvent.objects.get(verb="model.map_compute")
     assert event.actor.username == "alice-admin"
     assert admin_client.get(url).status_code == 405
+
+    # A computation whose worker died reads as failed after a while: the page stops waiting.
+    status_path = Path(version.artifact_dir) / STATUS_FILE
+    status = {"state": "running", "step": "projecting", "message": "", "since": "", "at": ""}
+    status["at"] = status["since"] = (timezone.now() - timedelta(hours=1)).isoformat()
+    status_path.write_text(json.dumps(status))
+    assert case_map_status(version)["state"] == "failed"
+    assert "no news from its worker" in case_map_status(version)["message"]
+    page = admin_client.get(reverse("model-detail", args=[version.pk])).content.decode()
+    assert "it stopped during: projecting" in page and 'hx-trigger="every 2s"' not in page
 
     (Path(version.artifact_dir) / "scores.npy").unlink()
     with pytest.raises(CaseMapError, match="no scores"):

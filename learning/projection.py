@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from learning.neighbors import exact_kneighbors
+
 #: Cases on a map by default.
 DEFAULT_SAMPLE_SIZE = 5000
 #: Fewer cases than this are projected with PCA (UMAP needs a neighbourhood graph to work on).
@@ -23,6 +25,8 @@ UMAP_MIN_CASES = 50
 #: UMAP's neighbourhood size (its default) and spread of the points in the plane.
 UMAP_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.1
+#: Up to this many cases the neighbour graph is computed exactly (BLAS), above by UMAP itself.
+EXACT_KNN_MAX_CASES = 20_000
 #: Pool states sampled first (in this order), before the batch and the rest.
 PRIORITY_STATES = ("P", "confirmed", "not_confirmed")
 #: At most this share of the sample goes to the priority groups when the rest has enough cases.
@@ -161,15 +165,28 @@ def project_2d(X: np.ndarray, *, method: str = "auto", random_state: int = 0) ->
 
 
 def _umap(X: np.ndarray, random_state: int) -> np.ndarray:
+    import warnings
+
     import umap
 
+    n_neighbors = min(UMAP_NEIGHBORS, len(X) - 1)
+    precomputed = None
+    if len(X) <= EXACT_KNN_MAX_CASES:
+        # Exact neighbours by BLAS instead of UMAP's NN-descent: its numba code compiles for
+        # about a minute on the first map of each process; this takes a second or two.
+        distances, indices = exact_kneighbors(X, X, n_neighbors)
+        precomputed = (indices, distances, None)
     reducer = umap.UMAP(
-        n_neighbors=min(UMAP_NEIGHBORS, len(X) - 1),
+        n_neighbors=n_neighbors,
         min_dist=UMAP_MIN_DIST,
         random_state=random_state,
         n_jobs=1,  # a fixed random_state runs single-threaded anyway; say so, no warning
+        precomputed_knn=precomputed or (None, None, None),
     )
-    return np.asarray(reducer.fit_transform(X), dtype=np.float64)
+    with warnings.catch_warnings():
+        # Without a search index the reducer cannot transform new points: the map needs none.
+        warnings.filterwarnings("ignore", message=".*precomputed_knn.*", category=UserWarning)
+        return np.asarray(reducer.fit_transform(X), dtype=np.float64)
 
 
 def _pca(X: np.ndarray) -> np.ndarray:

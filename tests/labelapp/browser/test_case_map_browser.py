@@ -15,16 +15,10 @@ from labelapp.services.iterations import iteration_launch
 from tests.labelapp.browser.conftest import BROWSER_MARKS, SCREENSHOTS, log_in
 from tests.labelapp.conftest import start_worker, stop_worker, wait_for
 from tests.labelapp.factories import make_dataset_dir
+from tests.labelapp.test_loop_worker import FAST
 
 pytestmark = [*BROWSER_MARKS, pytest.mark.worker]
 
-FAST = {
-    "batch_size": 30,
-    "n_clusters": 3,
-    "pool_size": 150,
-    "n_estimators": 30,
-    "use_embeddings": False,
-}
 WORKER_ENV = {"LOOP_THREADS": "1", "LOOP_WORKER_NICE": "0", "CASE_MAP_AFTER_ITERATION": "1"}
 
 

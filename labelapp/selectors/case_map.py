@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from django.utils import timezone
 from labelapp.models import Case, ModelVersion
 from labelapp.policy import cases_visible_to
 from labelapp.roles import is_admin
+from labelapp.selectors.checks import shown_pool_states
 
 #: The computed map, in the version's artifact folder (written by ``services.case_map``).
 MAP_FILE = "case_map.json"
@@ -57,12 +59,18 @@ def case_map_for(version: ModelVersion, user: Any) -> dict[str, Any] | None:
 
     Admins get every point. Anyone else sees every dot with its state and score, but the id
     and page of a case only when the case is theirs to see (:func:`labelapp.policy.
-    cases_visible_to`): ``case`` and ``case_id`` are None for the others.
+    cases_visible_to`): ``case`` and ``case_id`` are None for the others. A hidden check of
+    expert recall (a seed positive in a batch) shows the state a regular batch case with its
+    answers would have, not ``P``, and the counts follow.
     """
     data = _read(case_map_path(version))
     if data is None or is_admin(user):
         return data
     points = data["points"]
+    pairs = list(zip(points["case"], points["state"], strict=True))
+    as_shown = shown_pool_states(pk for pk, state in pairs if state == "P")
+    points["state"] = [as_shown.get(pk, state) for pk, state in pairs]
+    data["counts"] = {**Counter(points["state"]), "batch": sum(points["batch"])}
     visible = set(
         cases_visible_to(user, Case.objects.filter(pk__in=points["case"])).values_list(
             "pk", flat=True

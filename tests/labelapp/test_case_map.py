@@ -37,6 +37,8 @@ def pipeline_version(transactional_db, tmp_path, settings, admin_user) -> ModelV
     settings.LOOP_THREADS = 1
     settings.LOOP_WORKER_NICE = 0
     dataset, _ = make_loop_dataset("mapdata", tmp_path / "snapshots", n_cases=1500)
+    dataset.hidden_check_share = 0.1  # the batch holds hidden checks: seeds the experts see
+    dataset.save(update_fields=["hidden_check_share"])
     iteration = Iteration.objects.create(
         dataset=dataset,
         number=1,
@@ -102,11 +104,24 @@ def test_map_of_a_pipeline_version_in_its_feature_space(
     mine.save(update_fields=["assigned_to"])
     served = expert_client.get(reverse("model-map-data", args=[version.pk]))
     seen = served.json()["points"]
-    assert seen["score"] == points["score"] and seen["state"] == points["state"]
+    assert seen["score"] == points["score"] and seen["batch"] == points["batch"]
     assert [c for c in seen["case"] if c is not None] == [mine.case_id]
     assert [c for c in seen["case_id"] if c is not None] == [mine.case.case_id]
     other = next(c for c in points["case_id"] if c != mine.case.case_id)
     assert f'"{other}"'.encode() not in served.content
+    # Hidden checks are P to an admin; an expert sees them as the batch's other cases.
+    checks = set(
+        BatchItem.objects.filter(iteration=version.iteration, is_check=True).values_list(
+            "case", flat=True
+        )
+    )
+    assert checks and checks <= set(points["case"])
+    at = [i for i, pk in enumerate(points["case"]) if pk in checks]
+    assert {points["state"][i] for i in at} == {"P"}
+    assert {seen["state"][i] for i in at} == {"shown"}
+    rest = [i for i in range(len(points["case"])) if i not in set(at)]
+    assert [seen["state"][i] for i in rest] == [points["state"][i] for i in rest]
+    assert served.json()["counts"]["P"] == points["state"].count("P") - len(checks)
     assert outsider_client.get(reverse("model-map-data", args=[version.pk])).status_code == 403
     assert outsider_client.get(reverse("model-map", args=[version.pk])).status_code == 403
 

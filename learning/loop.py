@@ -151,10 +151,11 @@ class LoopParams:
         100.0,
     )
     not_confirmed_weight: float = _param(
-        0.0,
+        1.0,
         "Weight of not-confirmed answers as negatives",
         "Cases an expert did not confirm train as known negatives (target 0 in every EM round) "
-        "with this weight; 0: they go back to U as if never shown.",
+        "with this weight, counted like a sampled U case; 0: they go back to U as if never "
+        "shown.",
         0.0,
         100.0,
     )

@@ -78,3 +78,27 @@ def test_positives_left_needs_answers_then_brackets_the_planted_truth():
     truth = int(((states == pool.U) & y).sum())
     assert est.low <= truth <= est.high
     assert est.n_answered == len(batch) and est.n_confirmed == int(y[batch].sum())
+
+
+def test_not_confirmed_answers_train_as_known_negatives_unless_weighted_zero():
+    X, y, states = _planted(n=3000, seed=2)
+    params = LoopParams(batch_size=60, n_clusters=4, n_estimators=30)
+    loop = ActiveLoop(params, n_jobs=1)
+    scores = loop.fit(X, states).predict_proba(X)[:, 1]
+    batch = loop.select(scores, X, states, iteration=1).indices
+    answers = np.where(y[batch], pool.CONFIRMED, pool.NOT_CONFIRMED)
+    states = pool.apply_answers(pool.mark_shown(states, batch), batch, answers)
+    negative = states == pool.NOT_CONFIRMED
+    assert negative.any()
+
+    told = loop.fit(X, states)  # the default: not-confirmed answers are known negatives
+    assert params.not_confirmed_weight == 1.0
+    assert not told.reliable_negative_mask_[negative].any()
+    off = ActiveLoop(
+        LoopParams(batch_size=60, n_clusters=4, n_estimators=30, not_confirmed_weight=0.0), n_jobs=1
+    ).fit(X, states)
+    # Off, they are U again: the spies' threshold can make them reliable negatives or not, and
+    # their scores are higher than when they train at 0.
+    assert (
+        told.predict_proba(X[negative])[:, 1].mean() < off.predict_proba(X[negative])[:, 1].mean()
+    )

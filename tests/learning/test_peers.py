@@ -49,3 +49,31 @@ def test_report_with_a_missing_library(tmp_path, monkeypatch):
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert written[0]["dataset"] == reports[0]["dataset"]
     assert "`two_step_pu`" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_strategies_report_checks_the_bar(tmp_path):
+    from learning.bench import strategies
+
+    write_dataset(tmp_path / "timed", n=1500)
+    reports = strategies.main(
+        [
+            "--data",
+            str(tmp_path / "timed"),
+            "--out",
+            str(tmp_path / "out"),
+            "--seeds",
+            "0",
+            "1",
+            "--batch-size",
+            "10",
+            "--n-clusters",
+            "2",
+            "--n-estimators",
+            "10",
+        ]
+    )
+    r = reports[0]
+    assert r["seeds"] == [0]  # a time split: one problem
+    assert set(r["means"]) == set(strategies.METHODS)
+    assert set(r["verdict"]) >= {"pr_auc_vs_strategies", "positives_found", "all"}
+    assert "| bar |" in (tmp_path / "out" / "report.md").read_text()

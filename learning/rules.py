@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
+_Path = list[tuple[int, float, bool]]
+
 
 def _round_sig(value: float, digits: int = 4) -> float:
     return float(f"{value:.{digits}g}")
@@ -232,14 +234,28 @@ class RuleExtractor:
             random_state=self.random_state,
         ).fit(X, target)
         self.tree_ = tree
-        rules = [self._leaf_rule(path, frame) for path in self._leaf_paths(tree)]
+        leaf_share = self._leaf_shares(tree, X, target)
+        kept = {leaf: share >= self.min_fidelity for leaf, share in leaf_share.items()}
+        paths = self._kept_paths(tree, kept)
+        if not paths:  # no leaf reaches min_fidelity: the best one alone
+            best = max(leaf_share, key=leaf_share.get)
+            paths = [p for leaf, p in self._leaf_paths(tree) if leaf == best]
+        rules = [self._path_rule(path, frame) for path in paths]
         rules = [r for r in rules if r.fit_coverage > 0]
         for rule in rules:
             rule.fidelity = float(target[rule.mask(frame)].mean())
         rules.sort(key=lambda r: (-r.fidelity, -r.fit_coverage))
-        kept = [r for r in rules if r.fidelity >= self.min_fidelity] or rules[:1]
-        self.rules_ = kept[: self.max_rules]
+        self.rules_ = rules[: self.max_rules]
         return self
+
+    @staticmethod
+    def _leaf_shares(
+        tree: DecisionTreeClassifier, X: np.ndarray, target: np.ndarray
+    ) -> dict[int, float]:
+        """Share of top cases in each leaf (unweighted), as a dict leaf -> share."""
+        leaves = tree.apply(X)
+        counts = pd.Series(target.astype(float)).groupby(leaves).mean()
+        return {int(leaf): float(share) for leaf, share in counts.items()}
 
     # -- the tree's input: numeric columns, categories ordered by their share of top cases ----
     def _matrix(self, frame: pd.DataFrame, target: np.ndarray):
@@ -258,14 +274,15 @@ class RuleExtractor:
             parts.append(np.where(codes < 0, -1.0, codes))  # missing: below every value
         return np.column_stack(parts), fills, orders
 
-    def _leaf_paths(self, tree: DecisionTreeClassifier) -> list[list[tuple[int, float, bool]]]:
-        """Each leaf's path as (feature, threshold, went_left) steps."""
+    @staticmethod
+    def _leaf_paths(tree: DecisionTreeClassifier) -> list[tuple[int, _Path]]:
+        """Each leaf with its path of (feature, threshold, went_left) steps."""
         t = tree.tree_
-        paths: list[list[tuple[int, float, bool]]] = []
+        paths: list[tuple[int, _Path]] = []
 
-        def walk(node: int, path: list[tuple[int, float, bool]]) -> None:
+        def walk(node: int, path: _Path) -> None:
             if t.children_left[node] == -1:
-                paths.append(path)
+                paths.append((node, path))
                 return
             f, thr = int(t.feature[node]), float(t.threshold[node])
             walk(int(t.children_left[node]), [*path, (f, thr, True)])
@@ -274,7 +291,31 @@ class RuleExtractor:
         walk(0, [])
         return paths
 
-    def _leaf_rule(self, path: list[tuple[int, float, bool]], frame: pd.DataFrame) -> Rule:
+    @staticmethod
+    def _kept_paths(tree: DecisionTreeClassifier, kept: dict[int, bool]) -> list[_Path]:
+        """The paths of the highest nodes whose every leaf is kept (siblings merge into one)."""
+        t = tree.tree_
+        paths: list[_Path] = []
+
+        def all_kept(node: int) -> bool:
+            if t.children_left[node] == -1:
+                return bool(kept.get(node, False))
+            return all_kept(int(t.children_left[node])) and all_kept(int(t.children_right[node]))
+
+        def walk(node: int, path: _Path) -> None:
+            if all_kept(node):
+                paths.append(path)
+                return
+            if t.children_left[node] == -1:
+                return
+            f, thr = int(t.feature[node]), float(t.threshold[node])
+            walk(int(t.children_left[node]), [*path, (f, thr, True)])
+            walk(int(t.children_right[node]), [*path, (f, thr, False)])
+
+        walk(0, [])
+        return paths
+
+    def _path_rule(self, path: _Path, frame: pd.DataFrame) -> Rule:
         n_numeric = len(self.numeric_columns)
         bounds: dict[str, list[float | None]] = {}
         code_ranges: dict[str, list[float]] = {}
@@ -348,27 +389,39 @@ def rules_report(
         ``rule``, ``coverage`` (cases matched), ``precision`` (None when no matched case is
         known), ``n_known``, ``n_positive``, ``model_precision``/``model_n_known``/
         ``model_n_positive`` (the model's ``coverage`` highest-scored cases), ``conditions``,
-        ``fit_coverage``, ``fidelity``.
+        ``fit_coverage``, ``fidelity``, and ``cumulative``: the same for the union of this rule
+        and the ones before it (the list used as one rule set, down to this rule).
     """
     positive = np.asarray(positive, dtype=bool)
     known = np.asarray(known, dtype=bool)
     out = []
+    union = np.zeros(len(frame), dtype=bool)
     for rule in rules:
         matched = rule.mask(frame)
-        coverage = int(matched.sum())
-        n_known = int((matched & known).sum())
-        n_pos = int((matched & known & positive).sum())
-        model_p, model_known, model_pos = precision_at_coverage(scores, positive, known, coverage)
-        out.append(
-            {
-                **rule.to_dict(),
-                "coverage": coverage,
-                "precision": round(n_pos / n_known, 4) if n_known else None,
-                "n_known": n_known,
-                "n_positive": n_pos,
-                "model_precision": None if model_p is None else round(model_p, 4),
-                "model_n_known": model_known,
-                "model_n_positive": model_pos,
-            }
-        )
+        union |= matched
+        row = {**rule.to_dict(), **_precision_beside_model(matched, scores, positive, known)}
+        cumulative = _precision_beside_model(union, scores, positive, known)
+        row["cumulative"] = {k: cumulative[k] for k in _CUMULATIVE_KEYS}
+        out.append(row)
     return out
+
+
+_CUMULATIVE_KEYS = ("coverage", "precision", "n_known", "model_precision", "model_n_known")
+
+
+def _precision_beside_model(
+    matched: np.ndarray, scores: np.ndarray, positive: np.ndarray, known: np.ndarray
+) -> dict[str, Any]:
+    coverage = int(matched.sum())
+    n_known = int((matched & known).sum())
+    n_pos = int((matched & known & positive).sum())
+    model_p, model_known, model_pos = precision_at_coverage(scores, positive, known, coverage)
+    return {
+        "coverage": coverage,
+        "precision": round(n_pos / n_known, 4) if n_known else None,
+        "n_known": n_known,
+        "n_positive": n_pos,
+        "model_precision": None if model_p is None else round(model_p, 4),
+        "model_n_known": model_known,
+        "model_n_positive": model_pos,
+    }

@@ -82,3 +82,13 @@ def test_bad_settings_are_refused():
         RuleExtractor(["amount"], [], top_share=1.5).fit(frame, scores)
     with pytest.raises(ValueError, match="no hand feature"):
         RuleExtractor([], []).fit(frame, scores)
+
+
+def test_sibling_leaves_that_are_both_kept_merge_into_one_rule():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"amount": rng.uniform(0, 1000, 20_000), "n_tx": rng.poisson(4, 20_000)})
+    top = (frame.amount > 900).to_numpy()
+    extractor = RuleExtractor(["amount", "n_tx"], [], top_share=top.mean(), max_depth=4).fit(
+        frame, top + 0.01 * rng.random(len(frame))
+    )
+    assert [r.text for r in extractor.rules_] == ["amount > 900"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +16,7 @@ from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, ModelVersion
 from labelapp.policy import Action
+from labelapp.selectors.version_quality import version_quality
 from labelapp.services.export import ExportError, model_version_export_file
 from labelapp.services.model_versions import ModelVersionError, model_version_promote
 from labelapp.views.model_export import bundle_download
@@ -37,14 +38,44 @@ class ModelVersionOutputSerializer(serializers.ModelSerializer):
         return mv.dataset.current_model_id == mv.pk
 
 
+class VersionQualityOutputSerializer(serializers.Serializer):
+    """Quality without ground truth (see ``labelapp.selectors.version_quality``)."""
+
+    batch_size = serializers.IntegerField(help_text="Cases in the batch the version selected.")
+    batch_confirmed = serializers.IntegerField()
+    batch_answered = serializers.IntegerField(help_text="Confirmed + not confirmed.")
+    batch_confirm_rate = serializers.FloatField(allow_null=True)
+    top_k = serializers.IntegerField(help_text="k: 1% of the cases, at least 100.")
+    after_answered = serializers.IntegerField(
+        help_text="Answers given after the version was trained, on cases in its top k."
+    )
+    after_confirmed = serializers.IntegerField()
+    after_precision = serializers.FloatField(allow_null=True)
+    parent_id = serializers.IntegerField(allow_null=True)
+    parent_overlap = serializers.FloatField(
+        allow_null=True, help_text="Share of the parent's top k also in this version's top k."
+    )
+    positives_left = serializers.FloatField(allow_null=True)
+    positives_left_low = serializers.FloatField(allow_null=True)
+    positives_left_high = serializers.FloatField(allow_null=True)
+    positives_left_level = serializers.FloatField(allow_null=True)
+
+
 class ModelVersionDetailOutputSerializer(ModelVersionOutputSerializer):
+    quality = serializers.SerializerMethodField()
+
     class Meta(ModelVersionOutputSerializer.Meta):
         fields = [
             *ModelVersionOutputSerializer.Meta.fields,
             "params",
             "data_snapshot",
             "feature_names",
+            "quality",
         ]
+
+    @extend_schema_field(VersionQualityOutputSerializer)
+    def get_quality(self, mv: ModelVersion) -> dict:
+        return VersionQualityOutputSerializer(version_quality(mv).as_dict()).data
 
 
 def _model_versions():

@@ -15,12 +15,14 @@ from labelapp.selectors.iterations import (
     model_version_lineage,
     model_version_list,
 )
+from labelapp.selectors.version_quality import versions_quality
 from labelapp.services.model_versions import (
     ModelVersionError,
     model_version_promote,
     model_version_rollback,
     previous_current_version,
 )
+from labelapp.views.version_quality import version_quality_compare_rows
 
 
 @requires(Action.MODEL_VIEW)
@@ -79,6 +81,11 @@ def model_compare_view(request: HttpRequest, name: str) -> HttpResponse:
             "a": a,
             "b": b,
             "comparison": model_version_compare(a, b) if a and b else None,
+            "quality_rows": (
+                version_quality_compare_rows(*versions_quality(dataset, [a, b]))
+                if a and b
+                else None
+            ),
         },
     )
 

@@ -163,7 +163,9 @@ class RuleExtractor:
         The hand features the rules may use.
     top_share : float
         The target: a case is a top case when its score is among the highest ``top_share`` of
-        all scores (ties at the cut count as top).
+        all scores. Cases tied at the cut are all in or all out, whichever keeps the number of
+        top cases nearer ``top_share`` (a model that gives most cases one score has few top
+        cases).
     max_depth : int
         Depth of the tree: a rule has at most this many conditions.
     max_rules : int
@@ -179,7 +181,7 @@ class RuleExtractor:
     rules_ : list of Rule
         Best first (by fidelity, then coverage).
     threshold_ : float
-        The score at the cut.
+        The lowest score of a top case.
     fills_ : dict of str to float
         The value missing numeric values are matched as (the column's median).
     """
@@ -223,8 +225,12 @@ class RuleExtractor:
         if not columns:
             raise ValueError("no hand feature to write rules with")
         k = max(1, int(np.ceil(self.top_share * len(scores))))
-        self.threshold_ = float(np.partition(scores, len(scores) - k)[len(scores) - k])
-        target = scores >= self.threshold_
+        cut = float(np.partition(scores, len(scores) - k)[len(scores) - k])
+        target = scores >= cut
+        above = scores > cut
+        if above.any() and abs(above.sum() - k) < abs(target.sum() - k):
+            target = above  # ties at the cut: the side that keeps the top nearer k cases
+        self.threshold_ = float(scores[target].min())
         X, self.fills_, self._orders = self._matrix(frame, target)
         min_leaf = max(1, int(self.min_leaf_share * target.sum()))
         tree = DecisionTreeClassifier(

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import Conflict, Unprocessable, error_responses
+from labelapp.api.fields import QuerySerializer
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, ModelVersion
@@ -19,6 +20,7 @@ from labelapp.policy import Action
 from labelapp.selectors.version_quality import version_quality
 from labelapp.services.export import ExportError, model_version_export_file
 from labelapp.services.model_versions import ModelVersionError, model_version_promote
+from labelapp.services.rules import RuleParams, RulesError, rules_export
 from labelapp.views.model_export import bundle_download
 
 
@@ -164,3 +166,89 @@ def bundle_response(version: ModelVersion, *, actor, via: str) -> FileResponse:
     except ExportError as exc:
         raise Unprocessable(str(exc)) from exc
     return bundle_download(version, handle, size)
+
+
+class RuleCumulativeSerializer(serializers.Serializer):
+    coverage = serializers.IntegerField()
+    precision = serializers.FloatField(allow_null=True)
+    n_known = serializers.IntegerField()
+    model_precision = serializers.FloatField(allow_null=True)
+    model_n_known = serializers.IntegerField()
+
+
+class RuleOutputSerializer(serializers.Serializer):
+    rule = serializers.CharField(help_text="A conjunction over the hand features.")
+    coverage = serializers.IntegerField(help_text="Cases the rule matches.")
+    precision = serializers.FloatField(
+        allow_null=True,
+        help_text="Positives (seeds, confirmed) among the covered cases with a known answer.",
+    )
+    n_known = serializers.IntegerField(help_text="Covered cases with a known answer.")
+    n_positive = serializers.IntegerField()
+    model_precision = serializers.FloatField(
+        allow_null=True, help_text="The same precision over the model's `coverage` top cases."
+    )
+    model_n_known = serializers.IntegerField()
+    model_n_positive = serializers.IntegerField()
+    fit_coverage = serializers.IntegerField()
+    fidelity = serializers.FloatField(help_text="Share of covered cases in the model's top.")
+    conditions = serializers.ListField(child=serializers.DictField())
+    cumulative = RuleCumulativeSerializer(help_text="This rule and the ones before it, together.")
+
+
+class RulesOutputSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    dataset = serializers.CharField()
+    params = serializers.DictField()
+    score_threshold = serializers.FloatField()
+    hand_features = serializers.DictField()
+    precision_definition = serializers.CharField()
+    n_cases = serializers.IntegerField()
+    n_known = serializers.IntegerField()
+    rules = RuleOutputSerializer(many=True)
+
+
+class ModelVersionRulesApi(APIView):
+    permission_classes = [PolicyPermission]
+    policy_actions = {"GET": Action.MODEL_VIEW}
+
+    class ParamsSerializer(QuerySerializer):
+        top_share = serializers.FloatField(
+            required=False,
+            min_value=RuleParams.BOUNDS["top_share"][0],
+            max_value=RuleParams.BOUNDS["top_share"][1],
+            help_text=RuleParams.HELP["top_share"],
+        )
+        max_depth = serializers.IntegerField(
+            required=False,
+            min_value=RuleParams.BOUNDS["max_depth"][0],
+            max_value=RuleParams.BOUNDS["max_depth"][1],
+            help_text=RuleParams.HELP["max_depth"],
+        )
+        max_rules = serializers.IntegerField(
+            required=False,
+            min_value=RuleParams.BOUNDS["max_rules"][0],
+            max_value=RuleParams.BOUNDS["max_rules"][1],
+            help_text=RuleParams.HELP["max_rules"],
+        )
+
+    @extend_schema(
+        operation_id="models_rules",
+        parameters=[ParamsSerializer],
+        responses={200: RulesOutputSerializer, **error_responses(400, 401, 403, 404, 422)},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        """The version's strongest segments as readable rules over the hand features."""
+        version = get_object_or_404(_model_versions(), pk=pk)
+        query = self.ParamsSerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        try:
+            result = rules_export(
+                version=version,
+                actor=request.user,
+                via="api",
+                params=RuleParams.from_mapping(query.validated_data),
+            )
+        except RulesError as exc:
+            raise Unprocessable(str(exc)) from exc
+        return Response(RulesOutputSerializer(result).data)

@@ -81,6 +81,7 @@ PAGES = {
     "model-detail": (lambda w: {"pk": w.model_version.pk}, False),
     "model-promote": (lambda w: {"pk": w.model_version.pk}, False),
     "model-download": (lambda w: {"pk": w.model_version.pk}, False),
+    "model-rules": (lambda w: {"pk": w.model_version.pk}, False),
     "queue": (lambda w: {"name": w.dataset.name}, False),
     "queue-next": (lambda w: {"name": w.dataset.name}, False),
     "queue-undo": (lambda w: {"name": w.dataset.name}, False),
@@ -204,6 +205,10 @@ SAME_THING = {
     "model download": (
         ("get", lambda w: f"/models/{w.model_version.pk}/download/"),
         ("get", lambda w: f"/api/models/{w.model_version.pk}/download/"),
+    ),
+    "model rules": (
+        ("get", lambda w: f"/models/{w.model_version.pk}/rules/"),
+        ("get", lambda w: f"/api/models/{w.model_version.pk}/rules/"),
     ),
 }
 

@@ -92,3 +92,10 @@ def test_sibling_leaves_that_are_both_kept_merge_into_one_rule():
         frame, top + 0.01 * rng.random(len(frame))
     )
     assert [r.text for r in extractor.rules_] == ["amount > 900"]
+
+
+def test_ties_at_the_cut_do_not_make_every_case_a_top_case():
+    frame, segment, _ = _planted(n=2000, seed=4)
+    scores = np.where(segment, 0.9, 0.001)  # two distinct scores, as a tiny model gives
+    extractor = RuleExtractor(["amount"], ["hour"], top_share=0.2, max_depth=3).fit(frame, scores)
+    assert extractor.threshold_ == 0.9 and extractor.rules_[0].text != "every case"

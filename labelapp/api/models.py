@@ -235,7 +235,7 @@ class ModelVersionRulesApi(APIView):
     @extend_schema(
         operation_id="models_rules",
         parameters=[ParamsSerializer],
-        responses={200: RulesOutputSerializer, **error_responses(400, 401, 403, 404, 422)},
+        responses={200: RulesOutputSerializer, **error_responses(400, 401, 403, 404, 409)},
     )
     def get(self, request: Request, pk: int) -> Response:
         """The version's strongest segments as readable rules over the hand features."""
@@ -249,6 +249,6 @@ class ModelVersionRulesApi(APIView):
                 via="api",
                 params=RuleParams.from_mapping(query.validated_data),
             )
-        except RulesError as exc:
-            raise Unprocessable(str(exc)) from exc
+        except RulesError as exc:  # the version's files or snapshot: its state, not the input
+            raise Conflict(str(exc)) from exc
         return Response(RulesOutputSerializer(result).data)

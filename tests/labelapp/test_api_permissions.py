@@ -101,9 +101,9 @@ MATRIX: dict[str, Call] = {
     "model download": Call(
         "get", lambda w: f"/api/models/{w.model_version.pk}/download/", (200, 403, 403, 401)
     ),
-    # The world's version has no snapshot of its cases: 422 says so (test_rules_export has one).
+    # The world's version has no snapshot of its cases: 409 says so (test_rules_export has one).
     "model rules": Call(
-        "get", lambda w: f"/api/models/{w.model_version.pk}/rules/", (422, 422, 403, 401)
+        "get", lambda w: f"/api/models/{w.model_version.pk}/rules/", (409, 409, 403, 401)
     ),
     "score": Call("post", lambda w: "/api/score/", (200, 403, 403, 401), _score_body),
 }

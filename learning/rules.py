@@ -172,8 +172,9 @@ class RuleExtractor:
     min_fidelity : float
         A leaf becomes a rule when at least this share of its cases are top cases; when no leaf
         reaches it, the single leaf with the highest share does (so there is always one rule).
-    min_leaf_share : float
-        Smallest leaf, as a share of the top cases (keeps rules from describing a handful).
+    min_leaf_share, min_leaf_cases : float, int
+        Smallest leaf: ``min_leaf_share`` of the top cases, at least ``min_leaf_cases`` cases
+        (keeps rules from describing a handful).
     random_state : int
 
     Attributes
@@ -196,6 +197,7 @@ class RuleExtractor:
         max_rules: int = 10,
         min_fidelity: float = 0.5,
         min_leaf_share: float = 0.05,
+        min_leaf_cases: int = 5,
         random_state: int = 0,
     ):
         self.numeric_columns = numeric_columns
@@ -205,6 +207,7 @@ class RuleExtractor:
         self.max_rules = max_rules
         self.min_fidelity = min_fidelity
         self.min_leaf_share = min_leaf_share
+        self.min_leaf_cases = min_leaf_cases
         self.random_state = random_state
 
     def fit(self, frame: pd.DataFrame, scores: np.ndarray) -> RuleExtractor:
@@ -232,7 +235,7 @@ class RuleExtractor:
             target = above  # ties at the cut: the side that keeps the top nearer k cases
         self.threshold_ = float(scores[target].min())
         X, self.fills_, self._orders = self._matrix(frame, target)
-        min_leaf = max(1, int(self.min_leaf_share * target.sum()))
+        min_leaf = max(1, self.min_leaf_cases, int(self.min_leaf_share * target.sum()))
         tree = DecisionTreeClassifier(
             max_depth=self.max_depth,
             min_samples_leaf=min_leaf,

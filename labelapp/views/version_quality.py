@@ -32,6 +32,7 @@ def version_quality_chart(rows: list[VersionQuality]) -> SafeString | None:
         x_label="model version",
         y_label="%",
         x_format="v{x:.0f}",
+        y_max=100.0,
     )
 
 

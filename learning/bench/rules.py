@@ -3,8 +3,9 @@
 ``python -m learning.bench.rules --data ../shared/data/fraud_handbook --out bench-out/rules``
 
 The harness's protocol (:mod:`learning.bench.harness`: its split, seeds and features): the loop's
-model is fitted on the pool's seed positives alone (two-step PU, ``two_step_pu`` of the harness)
-and scores every case. :class:`learning.rules.RuleExtractor` then writes rules over the hand
+model is fitted on the pool's seed positives alone (two-step PU, ``two_step_pu`` of the harness;
+``--model active_pu``: the loop after ``--iterations`` batches of the simulated expert) and
+scores every case. :class:`learning.rules.RuleExtractor` then writes rules over the hand
 features that reproduce the model's top ``--top-share`` of the pool (the pool only: the test part
 is never seen by the fit). On the test part (``fraud_handbook``: July) each rule's coverage and
 precision against the true labels are set beside the model's own precision over its
@@ -22,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from learning import pool
-from learning.bench.harness import Harness, Settings
+from learning.bench.harness import Harness, Settings, run_active
 from learning.features import load_dataset
 from learning.rules import RuleExtractor, rules_report
+
+#: The harness's methods whose model the rules can be fitted to.
+MODELS = ("two_step_pu", "active_pu")
 
 
 def run(
@@ -33,26 +37,43 @@ def run(
     top_share: float = 0.01,
     max_depth: int = 3,
     max_rules: int = 10,
+    model: str = "two_step_pu",
+    iterations: int = 10,
     seed: int = 0,
     n_jobs: int = 1,
     log=print,
 ) -> dict:
-    """Fit the seeds-only model, export rules on the pool, measure them on the test part."""
+    """Fit the model, export its rules on the pool, measure both on the test part.
+
+    ``model``: ``two_step_pu`` (the seeds alone) or ``active_pu`` (the loop, after
+    ``iterations`` batches answered by the harness's simulated expert).
+    """
     t0 = time.perf_counter()
     ds = load_dataset(data_dir)
     if ds.labels is None:
         raise ValueError(f"{data_dir} has no label column: the benchmark needs the truth")
-    st = Settings.from_kwargs(seed=seed, n_jobs=n_jobs, methods=("two_step_pu",))
+    st = Settings.from_kwargs(seed=seed, n_jobs=n_jobs, methods=(model,), iterations=iterations)
     h = Harness(ds, st, None, log)
     pool_idx, test_idx = h.split.pool, h.split.test
-    loop = h.loop_for("two_step_pu")
-    X_all, spec = h.features(loop, h.pool_seed)
-    states = pool.initial_states(h.pool_seed)
-    model = loop.fit(X_all[pool_idx], states, categorical_features=spec.categorical_indices)
-    scores = model.predict_proba(X_all)[:, 1]
-    del X_all
+    if model == "two_step_pu":
+        loop = h.loop_for(model)
+        X_all, spec = h.features(loop, h.pool_seed)
+        states = pool.initial_states(h.pool_seed)
+        fitted = loop.fit(X_all[pool_idx], states, categorical_features=spec.categorical_indices)
+        scores = fitted.predict_proba(X_all)[:, 1]
+        del X_all
+        what = f"two-step PU on the pool's {int(h.pool_seed.sum())} seed positives"
+    elif model == "active_pu":
+        metrics, _, _ = run_active(h, model)
+        scores = h.final_scores[model]
+        what = (
+            f"the loop after {iterations} x {st.loop.batch_size} simulated answers "
+            f"({metrics['positives_found']} true positives confirmed)"
+        )
+    else:
+        raise ValueError(f"model must be one of {MODELS}, not {model!r}")
     t_model = time.perf_counter() - t0
-    log(f"model: two-step PU on {int(h.pool_seed.sum())} pool seeds ({t_model:.0f} s)")
+    log(f"model: {what} ({t_model:.0f} s)")
 
     numeric = list(ds.numeric_columns)
     categorical = ds.low_cardinality_categoricals()
@@ -90,7 +111,8 @@ def run(
         "test_positives": int(y_test.sum()),
         "test_seeds": int((~unknown).sum()),
         "pool_seeds": int(h.pool_seed.sum()),
-        "model": "two-step PU on the pool's seed positives (harness two_step_pu)",
+        "model": model,
+        "model_description": what,
         "hand_features": {"numeric": numeric, "categorical": categorical},
         "settings": {
             "top_share": top_share,
@@ -118,7 +140,8 @@ def report_markdown(report: dict) -> str:
         f"{report['dataset']}: pool {report['n_pool']} ({report['split']}), test "
         f"{report['n_test']} with {report['test_positives']} positives and "
         f"{report['test_seeds']} seeds; rules fitted to the top "
-        f"{report['settings']['top_share']:.1%} of the pool by score",
+        f"{report['settings']['top_share']:.1%} of the pool by score of "
+        f"{report['model_description']}",
         "",
         "| rule | coverage | precision | model at that coverage | unknown: rule (n) | "
         "unknown: model (n) | rules 1..i: coverage | precision | model |",
@@ -142,6 +165,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--top-share", type=float, default=0.01)
     p.add_argument("--max-depth", type=int, default=3)
     p.add_argument("--max-rules", type=int, default=10)
+    p.add_argument("--model", choices=MODELS, default="two_step_pu")
+    p.add_argument(
+        "--iterations", type=int, default=10, help="batches answered first (--model active_pu)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)
     args = p.parse_args(argv)
@@ -150,11 +177,13 @@ def main(argv: list[str] | None = None) -> dict:
         top_share=args.top_share,
         max_depth=args.max_depth,
         max_rules=args.max_rules,
+        model=args.model,
+        iterations=args.iterations,
         seed=args.seed,
         n_jobs=args.n_jobs,
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"rules_{report['dataset']}.json"
+    path = args.out / f"rules_{report['dataset']}_{report['model']}.json"
     path.write_text(json.dumps(report, indent=2))
     print(report_markdown(report))
     print(f"wrote {path} ({report['seconds']['total']:.0f} s)")

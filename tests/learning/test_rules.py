@@ -99,3 +99,24 @@ def test_ties_at_the_cut_do_not_make_every_case_a_top_case():
     scores = np.where(segment, 0.9, 0.001)  # two distinct scores, as a tiny model gives
     extractor = RuleExtractor(["amount"], ["hour"], top_share=0.2, max_depth=3).fit(frame, scores)
     assert extractor.threshold_ == 0.9 and extractor.rules_[0].text != "every case"
+
+
+def test_benchmark_measures_rules_against_the_model_on_the_test_part(tmp_path):
+    import json
+
+    from learning.bench import rules as bench
+    from tests.conftest import shared_dataset
+
+    data = shared_dataset("adbench_thyroid")
+    report = bench.main(["--data", str(data), "--out", str(tmp_path), "--top-share", "0.03"])
+    assert report["n_test"] == 943 and report["model"] == "two_step_pu"
+    assert 1 <= len(report["rules"]) <= 10
+    for row in report["rules"]:
+        # Ground truth on the test part: every test case is known.
+        assert (
+            row["n_known"] == row["coverage"] and row["cumulative"]["coverage"] >= row["coverage"]
+        )
+        assert row["model_n_known"] == row["coverage"]
+    saved = json.loads((tmp_path / "rules_adbench_thyroid_two_step_pu.json").read_text())
+    assert saved["rules"][0]["rule"] == report["rules"][0]["rule"]
+    assert "| rule | coverage |" in bench.report_markdown(report)

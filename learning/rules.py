@@ -247,8 +247,7 @@ class RuleExtractor:
         kept = {leaf: share >= self.min_fidelity for leaf, share in leaf_share.items()}
         paths = self._kept_paths(tree, kept)
         if not paths:  # no leaf reaches min_fidelity: the best one alone
-            best = max(leaf_share, key=leaf_share.get)
-            paths = [p for leaf, p in self._leaf_paths(tree) if leaf == best]
+            paths = self._kept_paths(tree, {max(leaf_share, key=leaf_share.get): True})
         rules = [self._path_rule(path, frame) for path in paths]
         rules = [r for r in rules if r.fit_coverage > 0]
         for rule in rules:
@@ -282,23 +281,6 @@ class RuleExtractor:
             codes = pd.Categorical(values, categories=order).codes.astype(np.float64)
             parts.append(np.where(codes < 0, -1.0, codes))  # missing: below every value
         return np.column_stack(parts), fills, orders
-
-    @staticmethod
-    def _leaf_paths(tree: DecisionTreeClassifier) -> list[tuple[int, _Path]]:
-        """Each leaf with its path of (feature, threshold, went_left) steps."""
-        t = tree.tree_
-        paths: list[tuple[int, _Path]] = []
-
-        def walk(node: int, path: _Path) -> None:
-            if t.children_left[node] == -1:
-                paths.append((node, path))
-                return
-            f, thr = int(t.feature[node]), float(t.threshold[node])
-            walk(int(t.children_left[node]), [*path, (f, thr, True)])
-            walk(int(t.children_right[node]), [*path, (f, thr, False)])
-
-        walk(0, [])
-        return paths
 
     @staticmethod
     def _kept_paths(tree: DecisionTreeClassifier, kept: dict[int, bool]) -> list[_Path]:

@@ -13,15 +13,13 @@ from django.urls import reverse
 from labelapp.models import AuditEvent, Case, PoolState
 from tests.labelapp.api_fixtures import api_client_for
 from tests.labelapp.loop_data import make_loop_dataset
-from tests.labelapp.version_data import answer_batch, run_iteration
+from tests.labelapp.version_data import answer_batch, loop_in_process, run_iteration
 
 
 @pytest.fixture
 def version(transactional_db, tmp_path, settings, expert_user):
     """A real version (pipeline), its batch answered by the truth: seeds and answers are known."""
-    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    settings.LOOP_THREADS = 1
-    settings.LOOP_WORKER_NICE = 0
+    loop_in_process(settings, tmp_path)
     dataset, cases = make_loop_dataset("rules", tmp_path / "snapshots", n_cases=1500)
     v1 = run_iteration(dataset)
     answer_batch(v1, cases, expert_user)

@@ -9,15 +9,13 @@ from labelapp.selectors import version_quality as vq
 from labelapp.services.labels import label_undo
 from tests.labelapp.api_fixtures import api_client_for
 from tests.labelapp.loop_data import make_loop_dataset
-from tests.labelapp.version_data import answer_batch, run_iteration
+from tests.labelapp.version_data import answer_batch, loop_in_process, run_iteration
 
 
 @pytest.fixture
 def two_versions(transactional_db, tmp_path, settings, expert_user):
     """v1; its batch answered by the truth; v2 (trained on those answers); half of v2's batch."""
-    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
-    settings.LOOP_THREADS = 1
-    settings.LOOP_WORKER_NICE = 0
+    loop_in_process(settings, tmp_path)
     dataset, cases = make_loop_dataset("quality", tmp_path / "snapshots", n_cases=1500)
     v1 = run_iteration(dataset)
     first = answer_batch(v1, cases, expert_user)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from labelapp.models import Dataset, Iteration, Label, ModelVersion
@@ -10,6 +12,13 @@ from labelapp.services.labels import label_create
 from labelapp.services.pipeline import iteration_execute
 
 FAST = {"batch_size": 20, "n_clusters": 4, "pool_size": 100, "n_estimators": 30}
+
+
+def loop_in_process(settings, tmp_path: Path) -> None:
+    """Settings for running the pipeline in the test process on a shared 2-core machine."""
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"  # models apart from the dev database's
+    settings.LOOP_THREADS = 1
+    settings.LOOP_WORKER_NICE = 0
 
 
 def run_iteration(dataset: Dataset, **params) -> ModelVersion:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.labelapp.browser.conftest import BROWSER_MARKS, SCREENSHOTS, log_in
 from tests.labelapp.loop_data import make_loop_dataset
-from tests.labelapp.version_data import answer_batch, run_iteration
+from tests.labelapp.version_data import answer_batch, loop_in_process, run_iteration
 
 pytestmark = BROWSER_MARKS
 
@@ -13,8 +13,7 @@ pytestmark = BROWSER_MARKS
 def test_the_version_chart_has_a_point_per_version(
     live_server, browser, admin_user, expert_user, settings, tmp_path
 ):
-    settings.LOOP_THREADS = 1
-    settings.LOOP_WORKER_NICE = 0
+    loop_in_process(settings, tmp_path)
     dataset, cases = make_loop_dataset("browser-quality", tmp_path / "snapshots", n_cases=1500)
     versions = []
     for _ in range(3):

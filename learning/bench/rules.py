@@ -34,7 +34,7 @@ MODELS = ("two_step_pu", "active_pu")
 def run(
     data_dir: str | Path,
     *,
-    top_share: float = 0.01,
+    top_shares: tuple[float, ...] = (0.01,),
     max_depth: int = 3,
     max_rules: int = 10,
     model: str = "two_step_pu",
@@ -43,10 +43,11 @@ def run(
     n_jobs: int = 1,
     log=print,
 ) -> dict:
-    """Fit the model, export its rules on the pool, measure both on the test part.
+    """Fit the model, export its rules on the pool for each top share, measure on the test part.
 
     ``model``: ``two_step_pu`` (the seeds alone) or ``active_pu`` (the loop, after
-    ``iterations`` batches answered by the harness's simulated expert).
+    ``iterations`` batches answered by the harness's simulated expert). The report's ``runs``
+    hold one rule list per top share; ``rules`` is the first one's.
     """
     t0 = time.perf_counter()
     ds = load_dataset(data_dir)
@@ -54,81 +55,87 @@ def run(
         raise ValueError(f"{data_dir} has no label column: the benchmark needs the truth")
     st = Settings.from_kwargs(seed=seed, n_jobs=n_jobs, methods=(model,), iterations=iterations)
     h = Harness(ds, st, None, log)
-    pool_idx, test_idx = h.split.pool, h.split.test
-    if model == "two_step_pu":
-        loop = h.loop_for(model)
-        X_all, spec = h.features(loop, h.pool_seed)
-        states = pool.initial_states(h.pool_seed)
-        fitted = loop.fit(X_all[pool_idx], states, categorical_features=spec.categorical_indices)
-        scores = fitted.predict_proba(X_all)[:, 1]
-        del X_all
-        what = f"two-step PU on the pool's {int(h.pool_seed.sum())} seed positives"
-    elif model == "active_pu":
-        metrics, _, _ = run_active(h, model)
-        scores = h.final_scores[model]
-        what = (
-            f"the loop after {iterations} x {st.loop.batch_size} simulated answers "
-            f"({metrics['positives_found']} true positives confirmed)"
-        )
-    else:
-        raise ValueError(f"model must be one of {MODELS}, not {model!r}")
+    scores, what = _model_scores(h, model)
     t_model = time.perf_counter() - t0
     log(f"model: {what} ({t_model:.0f} s)")
-
-    numeric = list(ds.numeric_columns)
-    categorical = ds.low_cardinality_categoricals()
-    pool_frame = h.raw.iloc[pool_idx].reset_index(drop=True)
-    extractor = RuleExtractor(
-        numeric,
-        categorical,
-        top_share=top_share,
-        max_depth=max_depth,
-        max_rules=max_rules,
-        random_state=seed,
-    ).fit(pool_frame, scores[pool_idx])
-    t_rules = time.perf_counter() - t0 - t_model
-    log(f"rules: {len(extractor.rules_)} from a depth-{max_depth} tree ({t_rules:.0f} s)")
-
-    test_frame = h.raw.iloc[test_idx].reset_index(drop=True)
-    y_test = h.y[test_idx] == 1
-    everything = np.ones(len(test_idx), bool)
-    unknown = ~h.test_seed_mask[test_idx]
-    rows = rules_report(
-        extractor.rules_, test_frame, scores[test_idx], positive=y_test, known=everything
-    )
-    unknown_rows = rules_report(
-        extractor.rules_, test_frame, scores[test_idx], positive=y_test, known=unknown
-    )
-    for row, other in zip(rows, unknown_rows, strict=True):
-        row["unknown"] = {
-            k: other[k] for k in ("precision", "n_known", "model_precision", "model_n_known")
-        }
-    report = {
+    numeric, categorical = list(ds.numeric_columns), ds.low_cardinality_categoricals()
+    runs = []
+    for top_share in top_shares:
+        t_run = time.perf_counter()
+        extractor = RuleExtractor(
+            numeric,
+            categorical,
+            top_share=top_share,
+            max_depth=max_depth,
+            max_rules=max_rules,
+            random_state=seed,
+        ).fit(h.raw.iloc[h.split.pool].reset_index(drop=True), scores[h.split.pool])
+        runs.append(
+            {
+                "top_share": top_share,
+                "threshold": extractor.threshold_,
+                "rules": _test_rows(h, extractor, scores),
+                "seconds": round(time.perf_counter() - t_run, 1),
+            }
+        )
+        log(f"rules for the top {top_share:.1%}: {len(extractor.rules_)} ({runs[-1]['seconds']} s)")
+    test_idx = h.split.test
+    return {
         "dataset": ds.name,
         "split": h.split.rule,
-        "n_pool": int(len(pool_idx)),
+        "n_pool": int(len(h.split.pool)),
         "n_test": int(len(test_idx)),
-        "test_positives": int(y_test.sum()),
-        "test_seeds": int((~unknown).sum()),
+        "test_positives": int(h.y[test_idx].sum()),
+        "test_seeds": int(h.test_seed_mask[test_idx].sum()),
         "pool_seeds": int(h.pool_seed.sum()),
         "model": model,
         "model_description": what,
         "hand_features": {"numeric": numeric, "categorical": categorical},
-        "settings": {
-            "top_share": top_share,
-            "max_depth": max_depth,
-            "max_rules": max_rules,
-            "seed": seed,
-            "threshold": extractor.threshold_,
-        },
-        "rules": rows,
-        "seconds": {
-            "model": round(t_model, 1),
-            "rules": round(t_rules, 1),
-            "total": round(time.perf_counter() - t0, 1),
-        },
+        "settings": {"max_depth": max_depth, "max_rules": max_rules, "seed": seed},
+        "rules": runs[0]["rules"],
+        "runs": runs,
+        "seconds": {"model": round(t_model, 1), "total": round(time.perf_counter() - t0, 1)},
     }
-    return report
+
+
+def _model_scores(h: Harness, model: str) -> tuple[np.ndarray, str]:
+    """Every case's score by the model, shape (n_cases,), and what the model was."""
+    if model == "two_step_pu":
+        loop = h.loop_for(model)
+        X_all, spec = h.features(loop, h.pool_seed)
+        states = pool.initial_states(h.pool_seed)
+        fitted = loop.fit(
+            X_all[h.split.pool], states, categorical_features=spec.categorical_indices
+        )
+        return (
+            fitted.predict_proba(X_all)[:, 1],
+            f"two-step PU on the pool's {int(h.pool_seed.sum())} seed positives",
+        )
+    if model == "active_pu":
+        metrics, _, _ = run_active(h, model)
+        return h.final_scores[model], (
+            f"the loop after {h.settings.iterations} x {h.settings.batch_size} simulated answers "
+            f"({metrics['positives_found']} true positives confirmed)"
+        )
+    raise ValueError(f"model must be one of {MODELS}, not {model!r}")
+
+
+def _test_rows(h: Harness, extractor: RuleExtractor, scores: np.ndarray) -> list[dict]:
+    """The rules measured on the test part: true labels, then without the test part's seeds."""
+    test_idx = h.split.test
+    frame = h.raw.iloc[test_idx].reset_index(drop=True)
+    y_test = h.y[test_idx] == 1
+    unknown = ~h.test_seed_mask[test_idx]
+    everything = np.ones(len(test_idx), bool)
+    rows = rules_report(
+        extractor.rules_, frame, scores[test_idx], positive=y_test, known=everything
+    )
+    others = rules_report(extractor.rules_, frame, scores[test_idx], positive=y_test, known=unknown)
+    for row, other in zip(rows, others, strict=True):
+        row["unknown"] = {
+            k: other[k] for k in ("precision", "n_known", "model_precision", "model_n_known")
+        }
+    return rows
 
 
 def _fmt(value: float | None) -> str:
@@ -139,22 +146,26 @@ def report_markdown(report: dict) -> str:
     lines = [
         f"{report['dataset']}: pool {report['n_pool']} ({report['split']}), test "
         f"{report['n_test']} with {report['test_positives']} positives and "
-        f"{report['test_seeds']} seeds; rules fitted to the top "
-        f"{report['settings']['top_share']:.1%} of the pool by score of "
-        f"{report['model_description']}",
-        "",
-        "| rule | coverage | precision | model at that coverage | unknown: rule (n) | "
-        "unknown: model (n) | rules 1..i: coverage | precision | model |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"{report['test_seeds']} seeds; model: {report['model_description']}",
     ]
-    for r in report["rules"]:
-        u, c = r["unknown"], r["cumulative"]
-        lines.append(
-            f"| `{r['rule']}` | {r['coverage']} | {_fmt(r['precision'])} | "
-            f"{_fmt(r['model_precision'])} | {_fmt(u['precision'])} ({u['n_known']}) | "
-            f"{_fmt(u['model_precision'])} ({u['model_n_known']}) | {c['coverage']} | "
-            f"{_fmt(c['precision'])} | {_fmt(c['model_precision'])} |"
-        )
+    for run in report["runs"]:
+        lines += [
+            "",
+            f"Rules fitted to the top {run['top_share']:.1%} of the pool by score "
+            f"(score >= {run['threshold']:.4g}), measured on the test part:",
+            "",
+            "| rule | coverage | precision | model at that coverage | unknown: rule (n) | "
+            "unknown: model (n) | rules 1..i: coverage | precision | model |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in run["rules"]:
+            u, c = r["unknown"], r["cumulative"]
+            lines.append(
+                f"| `{r['rule']}` | {r['coverage']} | {_fmt(r['precision'])} | "
+                f"{_fmt(r['model_precision'])} | {_fmt(u['precision'])} ({u['n_known']}) | "
+                f"{_fmt(u['model_precision'])} ({u['model_n_known']}) | {c['coverage']} | "
+                f"{_fmt(c['precision'])} | {_fmt(c['model_precision'])} |"
+            )
     return "\n".join(lines)
 
 
@@ -162,7 +173,11 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, type=Path)
     p.add_argument("--out", default=Path("bench-out/rules"), type=Path)
-    p.add_argument("--top-share", type=float, default=0.01)
+    p.add_argument(
+        "--top-share",
+        default="0.01",
+        help="the model's top share the rules reproduce; several, comma-separated, share one fit",
+    )
     p.add_argument("--max-depth", type=int, default=3)
     p.add_argument("--max-rules", type=int, default=10)
     p.add_argument("--model", choices=MODELS, default="two_step_pu")
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     report = run(
         args.data,
-        top_share=args.top_share,
+        top_shares=tuple(float(v) for v in args.top_share.split(",") if v.strip()),
         max_depth=args.max_depth,
         max_rules=args.max_rules,
         model=args.model,

@@ -17,6 +17,7 @@ Per version:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -67,18 +68,25 @@ def _ratio(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
-def _scores(version: ModelVersion, n_cases: int) -> np.ndarray | None:
+def _top_rows(version: ModelVersion, n_cases: int, k: int) -> np.ndarray | None:
+    """Rows of the version's top ``k`` cases by its stored scores (None without scores)."""
     path = Path(version.artifact_dir) / "scores.npy"
-    if not path.exists():
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
         return None
+    return _top_rows_of_file(str(path), mtime, n_cases, k)
+
+
+@functools.lru_cache(maxsize=128)
+def _top_rows_of_file(path: str, mtime_ns: int, n_cases: int, k: int) -> np.ndarray | None:
+    """Cached per file and size: the dataset page asks for every version on each visit."""
     scores = np.load(path)
-    return scores if len(scores) == n_cases else None
-
-
-def _top_rows(scores: np.ndarray | None, k: int) -> np.ndarray | None:
-    if scores is None:
-        return None
-    return np.sort(np.argpartition(-scores, k - 1)[:k]) if k else np.empty(0, np.intp)
+    if len(scores) != n_cases:
+        return None  # an earlier import's version
+    top = np.sort(np.argpartition(-scores, k - 1)[:k]) if k else np.empty(0, np.intp)
+    top.setflags(write=False)
+    return top
 
 
 def _positives_left(version: ModelVersion) -> dict[str, Any]:
@@ -164,7 +172,7 @@ def versions_quality(dataset: Dataset, versions: list[ModelVersion]) -> list[Ver
 
     def top_of(version: ModelVersion) -> np.ndarray | None:
         if version.pk not in tops:
-            tops[version.pk] = _top_rows(_scores(version, dataset.n_cases), k)
+            tops[version.pk] = _top_rows(version, dataset.n_cases, k)
         return tops[version.pk]
 
     out = []

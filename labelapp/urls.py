@@ -35,6 +35,7 @@ urlpatterns = [
     path("api/", include("labelapp.api.urls")),
     path("", include("labelapp.views.similar")),
     path("", include("labelapp.views.label_audit")),
+    path("", include("labelapp.views.checks")),
 ]
 
 # Errors outside the views: JSON under /api/, the usual pages elsewhere.

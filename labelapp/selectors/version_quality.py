@@ -11,6 +11,8 @@ Per version:
   :data:`TOP_K_MIN`);
 * **overlap with its parent**: the share of the parent's top-k that is also in this version's
   top-k (1 = the same cases at the top; :func:`learning.stopping.top_k_overlap`);
+* hidden checks of expert recall (seeds shown as batch cases) and their answers count in neither
+  the confirm rate nor the precision: they measure the expert, not the model;
 * **positives left**: the estimate of positives still in U and its interval, as the iteration's
   ``estimate`` stage stored it (absent before any batch was answered).
 """
@@ -108,7 +110,7 @@ def _positives_left(version: ModelVersion) -> dict[str, Any]:
 def _batch_counts(dataset: Dataset) -> dict[int, dict[str, int]]:
     """Per iteration id: its batch's size, confirmed and answered cases (pool states now)."""
     rows = (
-        BatchItem.objects.filter(iteration__dataset=dataset)
+        BatchItem.objects.filter(iteration__dataset=dataset, is_check=False)
         .values("iteration_id", "case__pool_state")
         .annotate(n=Count("id"))
     )
@@ -131,6 +133,7 @@ def _answers(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             answer__in=(Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED),
             undone_by__isnull=True,
         )
+        .exclude(batch_item__is_check=True)
         .order_by("created_at", "id")
         .values_list("case__row", "answer", "created_at")
     )

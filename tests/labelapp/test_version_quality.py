@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from labelapp.models import Dataset
 from labelapp.selectors import version_quality as vq
 from labelapp.services.labels import label_undo
 from tests.labelapp.api_fixtures import api_client_for
@@ -78,3 +79,22 @@ def test_dataset_page_chart_compare_page_and_api(two_versions, expert_client, ex
     assert body["quality"]["after_answered"] == q2.after_answered
     assert body["quality"]["parent_overlap"] == q2.parent_overlap
     assert body["quality"]["positives_left_high"] == q2.positives_left_high
+
+
+def test_hidden_checks_count_in_neither_figure(
+    transactional_db, tmp_path, settings, expert_user, monkeypatch
+):
+    loop_in_process(settings, tmp_path)
+    dataset, cases = make_loop_dataset("quality-checks", tmp_path / "snapshots", n_cases=1500)
+    Dataset.objects.filter(pk=dataset.pk).update(hidden_check_share=0.2)
+    dataset.refresh_from_db()
+    v1 = run_iteration(dataset)
+    checks = v1.iteration.batch.filter(is_check=True).count()
+    assert checks > 0
+    labels = answer_batch(v1, cases, expert_user)  # every item, the checks too (all confirmed)
+    real = [label for label in labels if not label.batch_item.is_check]
+    monkeypatch.setattr(vq, "TOP_K_MIN", 10**6)
+    (q1,) = vq.dataset_version_quality(dataset)
+    assert q1.batch_size == len(real) == len(labels) - checks
+    assert q1.batch_answered == len(real) and q1.after_answered == len(real)
+    assert q1.batch_confirmed == sum(label.answer == "confirmed" for label in real)

@@ -172,6 +172,7 @@ def versions_quality(dataset: Dataset, versions: list[ModelVersion]) -> list[Ver
     batches = _batch_counts(dataset)
     answers = _answers(dataset)
     tops: dict[int, np.ndarray | None] = {}
+    by_pk = {version.pk: version for version in versions}
 
     def top_of(version: ModelVersion) -> np.ndarray | None:
         if version.pk not in tops:
@@ -184,7 +185,7 @@ def versions_quality(dataset: Dataset, versions: list[ModelVersion]) -> list[Ver
         top = top_of(version)
         answered, confirmed = _after(answers, version.created_at, top)
         overlap = None
-        parent = version.parent if version.parent_id else None
+        parent = by_pk.get(version.parent_id) or (version.parent if version.parent_id else None)
         if parent is not None and top is not None and (parent_top := top_of(parent)) is not None:
             overlap = round(len(np.intersect1d(top, parent_top)) / k, 4) if k else None
         out.append(

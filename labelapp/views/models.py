@@ -15,14 +15,14 @@ from labelapp.selectors.iterations import (
     model_version_lineage,
     model_version_list,
 )
-from labelapp.selectors.version_quality import versions_quality
+from labelapp.selectors.version_quality import version_quality, versions_quality
 from labelapp.services.model_versions import (
     ModelVersionError,
     model_version_promote,
     model_version_rollback,
     previous_current_version,
 )
-from labelapp.views.version_quality import version_quality_compare_rows
+from labelapp.views.version_quality import version_quality_compare_rows, version_quality_rows
 
 
 @requires(Action.MODEL_VIEW)
@@ -55,6 +55,7 @@ def model_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
             "dataset": version.dataset,
             "is_current": version.dataset.current_model_id == version.pk,
             "lineage": model_version_lineage(version),
+            "quality_rows": version_quality_rows(version_quality(version)),
         },
     )
 

@@ -55,23 +55,22 @@ def _left(q: VersionQuality) -> str:
     )
 
 
+def version_quality_rows(q: VersionQuality) -> list[tuple[str, str]]:
+    """(name, text) of each figure of one version, counts included."""
+    overlap = "—" if q.parent_overlap is None else f"{q.parent_overlap:.0%} of v{q.parent_id}'s"
+    return [
+        ("batch confirm rate", _share(q.batch_confirmed, q.batch_answered)),
+        (f"top-{q.top_k} precision after training", _share(q.after_confirmed, q.after_answered)),
+        (f"top-{q.top_k} shared with parent", overlap),
+        ("positives left", _left(q)),
+    ]
+
+
 def version_quality_compare_rows(a: VersionQuality, b: VersionQuality) -> list[dict[str, str]]:
     """Side-by-side rows of the compare page: (name, a, b) as text, counts included."""
-
-    def overlap(q: VersionQuality) -> str:
-        return "—" if q.parent_overlap is None else f"{q.parent_overlap:.0%} of v{q.parent_id}'s"
-
     return [
-        {
-            "name": "batch confirm rate",
-            "a": _share(a.batch_confirmed, a.batch_answered),
-            "b": _share(b.batch_confirmed, b.batch_answered),
-        },
-        {
-            "name": f"top-{a.top_k} precision after training",
-            "a": _share(a.after_confirmed, a.after_answered),
-            "b": _share(b.after_confirmed, b.after_answered),
-        },
-        {"name": f"top-{a.top_k} shared with parent", "a": overlap(a), "b": overlap(b)},
-        {"name": "positives left", "a": _left(a), "b": _left(b)},
+        {"name": name, "a": text_a, "b": text_b}
+        for (name, text_a), (_, text_b) in zip(
+            version_quality_rows(a), version_quality_rows(b), strict=True
+        )
     ]

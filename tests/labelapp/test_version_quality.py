@@ -74,6 +74,8 @@ def test_dataset_page_chart_compare_page_and_api(two_versions, expert_client, ex
     assert 'id="quality-compare"' in compare and "batch confirm rate" in compare
     q1 = vq.version_quality(v1)
     assert f"({q1.batch_confirmed} of {q1.batch_answered})" in compare
+    detail = expert_client.get(reverse("model-detail", args=[v1.pk])).content.decode()
+    assert 'id="quality"' in detail and f"({q1.batch_confirmed} of {q1.batch_answered})" in detail
     body = api_client_for(expert_user).get(f"/api/models/{v2.pk}/").json()
     q2 = vq.version_quality(v2)
     assert body["quality"]["after_answered"] == q2.after_answered

@@ -59,6 +59,8 @@ def test_the_version_chart_has_a_point_per_version(
     page.locator("#quality-compare").screenshot(path=str(SCREENSHOTS / "version_compare.png"))
 
     page.goto(f"{live_server.url}/models/{versions[2].pk}/")
+    assert page.locator("#quality tbody tr").count() == 4
+    page.locator("#quality").screenshot(path=str(SCREENSHOTS / "model_quality.png"))
     with page.expect_navigation():
         page.click("#rules-link")
     page.wait_for_selector("#rules tbody tr")

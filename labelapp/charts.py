@@ -101,13 +101,20 @@ def line_chart(
     y_label: str,
     width: int = 520,
     height: int = 220,
+    x_format: str = "{x:,.0f} labels",
+    y_max: float | None = None,
 ) -> SafeString:
-    """Lines with point markers; ``series`` is ``[(name, xs, ys), ...]``."""
+    """Lines with point markers; ``series`` is ``[(name, xs, ys), ...]``.
+
+    Each marker carries ``data-series`` (the series' position) and ``data-x``; its hover text
+    reads ``name: x, y`` with ``x`` written by ``x_format``. The y axis runs from 0 to
+    ``y_max`` (default: the highest value).
+    """
     pad_l, pad_b, pad_t, pad_r = 46, 34, 10, 10
     xs_all = [x for _, xs, _ in series for x in xs] or [0, 1]
     ys_all = [y for _, _, ys in series for y in ys] or [0, 1]
     x0, x1 = min(xs_all + [0]), max(xs_all) or 1
-    y0, y1 = 0, max(ys_all) or 1
+    y0, y1 = 0, y_max or max(ys_all) or 1
     x1 = x1 if x1 > x0 else x0 + 1
 
     def px(x: float) -> float:
@@ -135,8 +142,9 @@ def line_chart(
         body.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y in zip(xs, ys, strict=True):
             body.append(
-                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}">'
-                f"<title>{escape(name)}: {x:,.0f} labels, {y:,.0f}</title></circle>"
+                f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{color}" '
+                f'data-series="{k}" data-x="{x:g}">'
+                f"<title>{escape(name)}: {escape(x_format.format(x=x))}, {y:,.0f}</title></circle>"
             )
         body.append(
             f'<text x="{pad_l + 8}" y="{pad_t + 12 + 13 * k}" font-size="11" fill="{color}">'

@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include(iteration_views.urlpatterns)),
     path("", include(model_views.urlpatterns)),
     path("", include(model_export.urlpatterns)),
+    path("", include("labelapp.views.model_rules")),
     path("", include("labelapp.views.labeling_urls")),
     path("api/", include("labelapp.api.urls")),
     path("", include("labelapp.views.similar")),

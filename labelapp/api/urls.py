@@ -85,6 +85,7 @@ urlpatterns = [
         models.ModelVersionDownloadApi.as_view(),
         name="api-model-download",
     ),
+    path("models/<id:pk>/rules/", models.ModelVersionRulesApi.as_view(), name="api-model-rules"),
     path("score/", scoring.ScoreApi.as_view(), name="api-score"),
     # Last: any other path under /api/ (an unknown one, an id that is not a number) is a JSON 404.
     re_path(r"^(?P<path>.*)$", errors.api_not_found, name="api-not-found"),

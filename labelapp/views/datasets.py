@@ -9,6 +9,7 @@ from labelapp.models import Dataset
 from labelapp.policy import Action, requires
 from labelapp.selectors.checks import n_labeled_shown_to
 from labelapp.selectors.datasets import dataset_detail, dataset_list, dataset_pool_rows
+from labelapp.views.version_quality import version_quality_context
 
 
 @requires(Action.DATASET_VIEW)
@@ -34,5 +35,6 @@ def dataset_detail_view(request: HttpRequest, name: str) -> HttpResponse:
             "pool_rows": dataset_pool_rows(dataset, request.user),
             "report": dataset.import_report or {},
             "scores_updating": dataset.case_scores_pending,
+            **version_quality_context(dataset),
         },
     )

@@ -15,6 +15,7 @@ from labelapp.selectors.iterations import (
     model_version_lineage,
     model_version_list,
 )
+from labelapp.selectors.version_quality import version_quality, versions_quality
 from labelapp.services.model_versions import (
     ModelVersionError,
     model_version_promote,
@@ -22,6 +23,7 @@ from labelapp.services.model_versions import (
     previous_current_version,
 )
 from labelapp.views.case_map import case_map_context
+from labelapp.views.version_quality import version_quality_compare_rows, version_quality_rows
 
 
 @requires(Action.MODEL_VIEW)
@@ -55,6 +57,7 @@ def model_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
             "is_current": version.dataset.current_model_id == version.pk,
             "lineage": model_version_lineage(version),
             **case_map_context(version),
+            "quality_rows": version_quality_rows(version_quality(version)),
         },
     )
 
@@ -81,6 +84,11 @@ def model_compare_view(request: HttpRequest, name: str) -> HttpResponse:
             "a": a,
             "b": b,
             "comparison": model_version_compare(a, b) if a and b else None,
+            "quality_rows": (
+                version_quality_compare_rows(*versions_quality(dataset, [a, b]))
+                if a and b
+                else None
+            ),
         },
     )
 

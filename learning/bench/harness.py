@@ -201,6 +201,9 @@ class Harness:
         if embeddings is not None and len(embeddings) != ds.n_cases:
             raise ValueError(f"embeddings have {len(embeddings)} rows, cases {ds.n_cases}")
         self._deviation: dict[tuple, np.ndarray] = {}
+        # Each active method's last scores of every case, shape (n_cases,) (learning.bench.rules
+        # fits rules to them on the pool).
+        self.final_scores: dict[str, np.ndarray] = {}
         self.expert_confirms = expert_answers(ds, settings)
         self.pool_seed = self.seeds[self.split.pool]
         # Known positives outside the pool at scoring time: the test part's own seeds (a rule
@@ -328,6 +331,7 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
         states = pool.apply_answers(pool.mark_shown(states, batch), batch, answers)
         batches.append(batch)
         labels += len(batch)
+    h.final_scores[name] = scores
     metrics = h.test_metrics(scores[test_idx])
     confirmed = states == pool.CONFIRMED
     metrics.update(

@@ -101,6 +101,10 @@ MATRIX: dict[str, Call] = {
     "model download": Call(
         "get", lambda w: f"/api/models/{w.model_version.pk}/download/", (200, 403, 403, 401)
     ),
+    # The world's version has no snapshot of its cases: 409 says so (test_rules_export has one).
+    "model rules": Call(
+        "get", lambda w: f"/api/models/{w.model_version.pk}/rules/", (409, 409, 403, 401)
+    ),
     "score": Call("post", lambda w: "/api/score/", (200, 403, 403, 401), _score_body),
 }
 
@@ -162,6 +166,7 @@ def test_every_api_route_is_in_the_matrix():
         "datasets/<str:name>/models/",
         "models/<id:pk>/",
         "models/<id:pk>/download/",
+        "models/<id:pk>/rules/",
         "score/",
         "^(?P<path>.*)$",  # the JSON 404 of every other path (test_api_errors)
     }

@@ -85,6 +85,7 @@ PAGES = {
     "model-map": (lambda w: {"pk": w.model_version.pk}, False),
     "model-map-data": (lambda w: {"pk": w.model_version.pk}, False),
     "model-map-compute": (lambda w: {"pk": w.model_version.pk}, False),
+    "model-rules": (lambda w: {"pk": w.model_version.pk}, False),
     "queue": (lambda w: {"name": w.dataset.name}, False),
     "queue-next": (lambda w: {"name": w.dataset.name}, False),
     "queue-undo": (lambda w: {"name": w.dataset.name}, False),
@@ -208,6 +209,10 @@ SAME_THING = {
     "model download": (
         ("get", lambda w: f"/models/{w.model_version.pk}/download/"),
         ("get", lambda w: f"/api/models/{w.model_version.pk}/download/"),
+    ),
+    "model rules": (
+        ("get", lambda w: f"/models/{w.model_version.pk}/rules/"),
+        ("get", lambda w: f"/api/models/{w.model_version.pk}/rules/"),
     ),
 }
 

@@ -1,0 +1,167 @@
+"""Seed positives defined in the app: preview, apply, undo, ids lists, the command."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from labelapp.models import AuditEvent, BatchItem, Case, Dataset, PoolState
+from labelapp.selectors.seeds import SeedSource, SeedSourceError, seed_ids_parse, seed_preview
+from labelapp.services import seeds as seed_service
+from labelapp.services.iterations import IterationParamsError, iteration_launch
+from labelapp.services.labels import label_create
+from labelapp.services.seeds import SeedUndoError, seeds_apply, seeds_undo
+from learning.expressions import ExpressionError
+from tests.labelapp.factories import make_batch, make_dataset
+
+RULE = "amount > 100"  # cases c0013..c0019 (amount = 10 + 7.5 i)
+
+
+@pytest.fixture
+def pool(expert_user):
+    """c0000-1 seeds; c0015-17 in a batch: c0015 skipped, c0016 confirmed, c0017 not confirmed."""
+    dataset = make_dataset(n_cases=20, n_seed=2)
+    cases = {c.case_id: c for c in dataset.cases.all()}
+    items = make_batch(dataset, cases=[cases["c0015"], cases["c0016"], cases["c0017"]])
+    for item, answer in zip(items, ["skipped", "confirmed", "not_confirmed"], strict=True):
+        label_create(user=expert_user, case=item.case, answer=answer, batch_item=item)
+    return dataset
+
+
+def states(dataset: Dataset) -> dict[str, tuple[str, bool]]:
+    return {
+        c.case_id: (c.pool_state, c.seed_positive)
+        for c in Case.objects.filter(dataset=dataset).order_by("row")
+    }
+
+
+def test_preview_counts_what_would_change_and_changes_nothing(pool):
+    before = states(pool)
+    preview = seed_preview(pool, SeedSource(rule=RULE))
+    assert preview.n_matched == 7
+    assert preview.n_change == 5  # c0013, c0014, c0018, c0019 (U) and c0015 (skipped)
+    assert preview.n_already == 0
+    assert sum(preview.not_changed.values()) == 2  # one confirmed, one not confirmed
+    assert {c.case_id for c in preview.sample} == {"c0013", "c0014", "c0015", "c0018", "c0019"}
+    assert preview.n_seeds_after == 7
+    assert states(pool) == before
+
+
+def test_apply_then_undo_restores_exactly(pool, admin_user):
+    before = states(pool)
+    result = seeds_apply(dataset=pool, source=SeedSource(rule=RULE), user=admin_user)
+    assert result.n_changed == 5
+    after = states(pool)
+    for case_id in ("c0013", "c0014", "c0015", "c0018", "c0019"):
+        assert after[case_id] == (PoolState.POSITIVE, True)
+    assert after["c0016"] == before["c0016"] and after["c0017"] == before["c0017"]
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 7
+    skipped_item = BatchItem.objects.get(case__case_id="c0015")
+    assert skipped_item.status == BatchItem.Status.WITHDRAWN
+    event = result.event
+    assert event.verb == "seeds.mark" and event.actor == admin_user
+    assert event.data["source"] == {"rule": RULE}
+    assert sorted(c[1] for c in event.data["cases"]) == [
+        "c0013",
+        "c0014",
+        "c0015",
+        "c0018",
+        "c0019",
+    ]
+
+    undo = seeds_undo(event=event, user=admin_user)
+    assert undo.verb == "seeds.undo" and undo.data["n_restored"] == 5
+    assert states(pool) == before
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
+    assert BatchItem.objects.get(case__case_id="c0015").status == BatchItem.Status.SKIPPED
+    with pytest.raises(SeedUndoError, match="undone already"):
+        seeds_undo(event=event, user=admin_user)
+    with pytest.raises(SeedUndoError):
+        seeds_undo(event=undo, user=admin_user)
+
+
+def test_undo_leaves_cases_changed_since_and_says_so(pool, admin_user):
+    mark = seeds_apply(dataset=pool, source=SeedSource(rule=RULE), user=admin_user).event
+    seeds_apply(dataset=pool, source=SeedSource(case_ids=("c0013",)), remove=True)
+    undo = seeds_undo(event=mark, user=admin_user)
+    assert undo.data["changed_since"] == ["c0013"] and undo.data["n_restored"] == 4
+    assert states(pool)["c0013"] == (PoolState.UNLABELED, False)
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
+
+
+def test_unmark_and_its_undo(pool, admin_user):
+    result = seeds_apply(dataset=pool, source=SeedSource(case_ids=("c0000", "c0005")), remove=True)
+    assert result.n_changed == 1 and result.preview.n_already == 1  # c0005 is no seed
+    assert states(pool)["c0000"] == (PoolState.UNLABELED, False)
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 1
+    seeds_undo(event=result.event, user=admin_user)
+    assert states(pool)["c0000"] == (PoolState.POSITIVE, True)
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
+
+
+def test_unknown_ids_change_nothing(pool):
+    before, events = states(pool), AuditEvent.objects.count()
+    with pytest.raises(SeedSourceError) as caught:
+        seeds_apply(dataset=pool, source=SeedSource(case_ids=("c0013", "nope", "c0014", "gone")))
+    assert caught.value.unknown_ids == ["nope", "gone"]
+    assert "2 of 4 case ids are not in dataset toy: nope, gone" in str(caught.value)
+    assert states(pool) == before and AuditEvent.objects.count() == events
+
+
+def test_a_bad_rule_or_a_too_large_change_changes_nothing(pool, monkeypatch):
+    before = states(pool)
+    with pytest.raises(ExpressionError, match="unknown column"):
+        seeds_apply(dataset=pool, source=SeedSource(rule="amont > 1"))
+    monkeypatch.setattr(seed_service, "MAX_SEED_CHANGE", 3)
+    with pytest.raises(SeedSourceError, match="at most 3"):
+        seeds_apply(dataset=pool, source=SeedSource(rule=RULE))
+    assert states(pool) == before
+
+
+def test_nothing_to_change_records_nothing(pool):
+    events = AuditEvent.objects.count()
+    result = seeds_apply(dataset=pool, source=SeedSource(case_ids=("c0000", "c0016")))
+    assert result.event is None and result.n_changed == 0 and result.preview.n_already == 1
+    assert AuditEvent.objects.count() == events
+
+
+def test_seeds_make_a_dataset_launchable(db, admin_user):
+    dataset = make_dataset(n_seed=0)
+    with pytest.raises(IterationParamsError, match="Seeds page"):
+        iteration_launch(dataset=dataset, user=admin_user)
+    seeds_apply(dataset=dataset, source=SeedSource(rule="amount >= 140"), user=admin_user)
+    assert iteration_launch(dataset=dataset, user=admin_user).number == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "ids"),
+    [
+        ("a\nb\n\n a \nc\n", ["a", "b", "c"]),
+        ("case_id\nx1\nx2\n", ["x1", "x2"]),
+        ("note,case_id\nhello,x1\nbye,x2\n", ["x1", "x2"]),
+        ("x1;7\nx2;8\n", ["x1", "x2"]),
+        ("", []),
+    ],
+)
+def test_id_lists(text, ids):
+    assert seed_ids_parse(text) == ids
+
+
+def test_command(pool, tmp_path, capsys):
+    call_command("seeds", "--dataset", "toy", "--rule", RULE, "--dry-run")
+    assert "7 cases matched; would mark 5" in capsys.readouterr().out
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
+    call_command("seeds", "--dataset", "toy", "--rule", RULE)
+    assert "marked 5" in capsys.readouterr().out
+    ids = tmp_path / "ids.txt"
+    ids.write_text("c0013\nc0014\n")
+    call_command("seeds", "--dataset", "toy", "--ids", str(ids), "--remove")
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 5
+    call_command("seeds", "--dataset", "toy", "--case", "c0003")
+    assert states(pool)["c0003"] == (PoolState.POSITIVE, True)
+    event = AuditEvent.objects.filter(verb="seeds.mark").latest("id")
+    assert event.via == "command" and event.data["source"] == {"ids": 1}
+    with pytest.raises(CommandError, match="not in dataset toy"):
+        call_command("seeds", "--dataset", "toy", "--case", "nope")
+    with pytest.raises(CommandError, match="unknown column"):
+        call_command("seeds", "--dataset", "toy", "--rule", "nope > 1")

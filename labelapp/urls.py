@@ -34,6 +34,7 @@ urlpatterns = [
     path("api/", include("labelapp.api.urls")),
     path("", include("labelapp.views.similar")),
     path("", include("labelapp.views.label_audit")),
+    path("", include("labelapp.views.seeds")),
 ]
 
 # Errors outside the views: JSON under /api/, the usual pages elsewhere.

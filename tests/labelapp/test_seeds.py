@@ -165,3 +165,72 @@ def test_command(pool, tmp_path, capsys):
         call_command("seeds", "--dataset", "toy", "--case", "nope")
     with pytest.raises(CommandError, match="unknown column"):
         call_command("seeds", "--dataset", "toy", "--rule", "nope > 1")
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+def test_seeds_page_preview_apply_undo(pool, admin_client):
+    from django.urls import reverse
+
+    url = reverse("seeds", args=["toy"])
+    page = admin_client.get(url, {"rule": RULE}).content.decode()
+    assert 'id="n-matched">7<' in page and 'id="n-change">5<' in page
+    assert reverse("case-detail", args=[Case.objects.get(case_id="c0013").pk]) in page
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2  # a preview changes nothing
+
+    bad = admin_client.get(url, {"rule": "amount.real > 1"}).content.decode()
+    assert "at position 7: attribute access" in bad and 'id="apply"' not in bad
+
+    done = admin_client.post(reverse("seeds-apply", args=["toy"]), {"rule": RULE}, follow=True)
+    assert "5 cases marked as seed positives" in done.content.decode()
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 7
+    event = AuditEvent.objects.get(verb="seeds.mark")
+    assert f'data-undo="{event.pk}"' in done.content.decode()
+
+    undone = admin_client.post(reverse("seeds-undo", args=["toy", event.pk]), follow=True)
+    assert "5 cases restored" in undone.content.decode()
+    assert "undone by alice-admin" in undone.content.decode()
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
+
+
+def test_seeds_page_ids_upload(pool, admin_client):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    url = reverse("seeds", args=["toy"])
+    upload = SimpleUploadedFile("ids.csv", b"case_id,why\nc0013,list\nzzz,list\n")
+    page = admin_client.post(url, {"ids_file": upload}).content.decode()
+    assert "1 of 2 case ids are not in dataset toy: zzz" in page and 'id="apply"' not in page
+    upload = SimpleUploadedFile("ids.txt", b"c0013\nc0014\n")
+    page = admin_client.post(url, {"ids_file": upload}).content.decode()
+    assert 'id="n-change">2<' in page
+    admin_client.post(reverse("seeds-apply", args=["toy"]), {"ids": "c0013\nc0014"})
+    assert states(pool)["c0014"] == (PoolState.POSITIVE, True)
+
+
+def test_case_page_mark_and_unmark(pool, admin_client, expert_client):
+    from django.urls import reverse
+
+    case = Case.objects.get(case_id="c0004")
+    page = admin_client.get(reverse("case-detail", args=[case.pk])).content.decode()
+    assert 'id="btn-seed"' in page
+    done = admin_client.post(reverse("case-seed", args=[case.pk]), follow=True).content.decode()
+    assert "is now a seed positive" in done and 'id="btn-unseed"' in done
+    admin_client.post(reverse("case-seed", args=[case.pk]), {"remove": "1"})
+    assert states(pool)["c0004"] == (PoolState.UNLABELED, False)
+    assert AuditEvent.objects.filter(verb__in=["seeds.mark", "seeds.unmark"]).count() == 2
+    # Experts neither see nor use any of it.
+    assert expert_client.post(reverse("case-seed", args=[case.pk])).status_code == 403
+    assert expert_client.get(reverse("seeds", args=["toy"])).status_code == 403
+
+
+def test_launch_refusal_points_to_the_seeds_page(db, admin_client):
+    from django.urls import reverse
+
+    from labelapp.services.iterations import default_params
+
+    make_dataset(n_seed=0)
+    params = {k: v for k, v in default_params().items() if v is not False}
+    page = admin_client.post(reverse("iteration-launch", args=["toy"]), params).content.decode()
+    assert "needs at least 2" in page and reverse("seeds", args=["toy"]) in page

@@ -234,3 +234,44 @@ def test_launch_refusal_points_to_the_seeds_page(db, admin_client):
     params = {k: v for k, v in default_params().items() if v is not False}
     page = admin_client.post(reverse("iteration-launch", args=["toy"]), params).content.decode()
     assert "needs at least 2" in page and reverse("seeds", args=["toy"]) in page
+
+
+# --- API --------------------------------------------------------------------------------------
+
+
+def test_api_preview_apply_list_undo(pool, admin_client, expert_client):
+    from django.urls import reverse
+
+    preview = admin_client.post(
+        reverse("api-seeds-preview", args=["toy"]), {"rule": RULE}, content_type="application/json"
+    ).json()
+    assert preview["n_change"] == 5 and len(preview["sample"]) == 5
+    bad = admin_client.post(
+        reverse("api-seeds", args=["toy"]),
+        {"case_ids": ["c0013", "nope"]},
+        content_type="application/json",
+    )
+    assert bad.status_code == 400 and bad.json()["errors"]["unknown_ids"] == ["nope"]
+    both = admin_client.post(
+        reverse("api-seeds", args=["toy"]),
+        {"rule": RULE, "case": 1},
+        content_type="application/json",
+    )
+    assert both.status_code == 400 and "exactly one" in both.json()["detail"]
+    rule = admin_client.post(
+        reverse("api-seeds", args=["toy"]), {"rule": "amount ** 2"}, content_type="application/json"
+    )
+    assert rule.status_code == 400 and "at position 9" in rule.json()["detail"]
+
+    change = admin_client.post(
+        reverse("api-seeds", args=["toy"]), {"rule": RULE}, content_type="application/json"
+    ).json()
+    assert change["verb"] == "seeds.mark" and change["data"]["n_changed"] == 5
+    listed = admin_client.get(reverse("api-seeds", args=["toy"])).json()
+    assert [c["id"] for c in listed["results"]] == [change["id"]]
+    undo = admin_client.post(reverse("api-seeds-undo", args=[change["id"]]))
+    assert undo.status_code == 200 and undo.json()["data"]["n_restored"] == 5
+    again = admin_client.post(reverse("api-seeds-undo", args=[change["id"]]))
+    assert again.status_code == 409
+    assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
+    assert expert_client.get(reverse("api-seeds", args=["toy"])).status_code == 403

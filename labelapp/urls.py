@@ -35,6 +35,7 @@ urlpatterns = [
     path("", include("labelapp.views.similar")),
     path("", include("labelapp.views.label_audit")),
     path("", include("labelapp.views.seeds")),
+    path("", include("labelapp.views.explorer")),
 ]
 
 # Errors outside the views: JSON under /api/, the usual pages elsewhere.

@@ -9,6 +9,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from labelapp.models import Case, Dataset, Label
 from labelapp.policy import cases_visible_to
+from labelapp.selectors.case_expressions import case_expression_parse, case_expression_q
 
 NO_ANSWER = "none"
 
@@ -34,12 +35,16 @@ def case_list(
     score_max: float | None = None,
     answer: list[str] | None = None,
     iteration: int | None = None,
+    where: str = "",
+    search: str = "",
     ordering: str = "row",
 ) -> QuerySet[Case]:
     """The dataset's cases visible to ``user``, filtered, with ``current_answer`` annotated.
 
     ``answer`` values are label answers or ``"none"`` (no standing answer); ``iteration`` keeps
-    the cases selected into that iteration's batch.
+    the cases selected into that iteration's batch; ``where`` is a condition in the expression
+    language (``learning.expressions.ExpressionError`` if it is not one); ``search`` a case or
+    entity id.
     """
     cases = cases_visible_to(user, dataset.cases.all()).annotate(
         current_answer=current_answer_subquery()
@@ -57,6 +62,10 @@ def case_list(
         cases = cases.filter(wanted)
     if iteration is not None:
         cases = cases.filter(batch_items__iteration_id=iteration)
+    if search:
+        cases = cases.filter(Q(case_id=search) | Q(entity_id=search))
+    if where.strip():
+        cases = cases.filter(case_expression_q(case_expression_parse(dataset, where)))
     return cases.order_by(ordering, "id")
 
 

@@ -112,3 +112,14 @@ def test_page(toy, admin_client):
     assert 'id="next-page"' not in full  # 30 cases fit a page of 50
     detail = admin_client.get(reverse("dataset-detail", args=["toy"])).content.decode()
     assert url in detail and reverse("seeds", args=["toy"]) in detail
+
+
+def test_api_list_filters(toy, admin_client):
+    url = reverse("api-case-list", args=["toy"])
+    body = admin_client.get(url, {"where": "amount > 200 and customer_nb_tx_7d != 0"}).json()
+    assert {c["case_id"] for c in body["results"]} == {
+        f"c{i:04d}" for i in range(30) if 10 + 7.5 * i > 200 and i % 7 != 0
+    }
+    assert admin_client.get(url, {"search": "c0004"}).json()["count"] == 1
+    bad = admin_client.get(url, {"where": "open('x')"})
+    assert bad.status_code == 400 and "function calls" in bad.json()["errors"]["where"][0]

@@ -18,7 +18,7 @@ from django.db.models import F, Q, QuerySet
 
 from labelapp.models import Case, Dataset
 from labelapp.policy import cases_visible_to
-from labelapp.selectors.case_expressions import case_expression_parse, case_expression_q
+from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
 
 PAGE_SIZE = 50
 SORTS = {"score": "score", "time": "ts"}
@@ -72,7 +72,7 @@ def explorer_cases(user: Any, dataset: Dataset, filters: ExplorerFilters) -> Que
             expression = case_expression_parse(dataset, filters.where)
         except ValueError as exc:
             raise ExplorerError("where", str(exc)) from exc
-        cases = cases.filter(case_expression_q(expression))
+        cases = cases.filter(case_expression_filter(dataset, expression))
     key = SORTS[filters.sort]
     return cases.order_by(F(key).desc(nulls_last=True), F("id").desc())
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import operator
-from functools import reduce
+from functools import lru_cache, reduce
 
+import numpy as np
 from django.db.models import F, FloatField, Func, Q, TextField, Value
 from django.db.models.expressions import Combinable, ExpressionWrapper
 from django.db.models.fields import DateTimeField
@@ -28,6 +29,7 @@ from django.db.models.lookups import (
 )
 
 from labelapp.models import Dataset
+from labelapp.selectors.datasets import snapshot_dir_for
 from learning.expressions import (
     CATEGORY,
     NUMBER,
@@ -44,6 +46,7 @@ from learning.expressions import (
     Node,
     Not,
     column_kinds,
+    evaluate_mask,
     parse,
 )
 
@@ -99,6 +102,50 @@ def case_expression_parse(dataset: Dataset, text: str) -> Expression:
 def case_expression_q(expression: Expression) -> Q:
     """A ``Q`` keeping the cases that satisfy ``expression`` (filter a dataset's cases with it)."""
     return _condition(expression.root)
+
+
+#: Up to this many matches, :func:`case_expression_filter` names the rows (an index lookup);
+#: beyond, the SQL condition is cheaper (an ordered scan meets matches soon enough).
+ROWS_LISTED_MAX = 5000
+_MASK_CACHE_SIZE = 32
+
+
+def case_expression_filter(dataset: Dataset, expression: Expression) -> Q:
+    """The fastest equivalent of :func:`case_expression_q` for ``dataset``.
+
+    The features of a case never change after import, so where the dataset's columnar snapshot
+    exists the vectorized mask (:func:`learning.expressions.evaluate_mask`) finds the matching
+    rows in milliseconds; a rare condition then becomes ``row IN (...)`` (the unique
+    ``(dataset, row)`` index) instead of a scan that parses every case's JSON. A common one
+    keeps the SQL condition. The two back ends select the same cases (tests hold them to it).
+    """
+    path = snapshot_dir_for(dataset) / "cases.parquet"
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return case_expression_q(expression)
+    rows = _matching_rows(str(path), stamp, expression)
+    if rows is None:
+        return case_expression_q(expression)
+    return Q(row__in=rows.tolist()) if len(rows) else Q(pk__in=[])
+
+
+@lru_cache(maxsize=_MASK_CACHE_SIZE)
+def _matching_rows(path: str, stamp: int, expression: Expression) -> np.ndarray | None:
+    """Rows of the snapshot at ``path`` (as of ``stamp``) that satisfy ``expression``, or None
+    when there are more than :data:`ROWS_LISTED_MAX` (or the snapshot lacks a column)."""
+    import pyarrow.parquet as pq
+
+    available = set(pq.read_schema(path).names)
+    if not set(expression.columns) <= available:
+        return None
+    wanted = [*expression.columns, "row"] if "row" in available else list(expression.columns)
+    frame = pq.read_table(path, columns=wanted).to_pandas()
+    mask = evaluate_mask(expression, frame)
+    if int(mask.sum()) > ROWS_LISTED_MAX:
+        return None
+    rows = frame["row"].to_numpy()[mask] if "row" in frame else np.flatnonzero(mask)
+    return rows.astype(np.int64)
 
 
 def _condition(node: Node) -> Q:

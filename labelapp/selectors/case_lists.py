@@ -9,7 +9,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from labelapp.models import Case, Dataset, Label
 from labelapp.policy import cases_visible_to
-from labelapp.selectors.case_expressions import case_expression_parse, case_expression_q
+from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
 
 NO_ANSWER = "none"
 
@@ -65,7 +65,8 @@ def case_list(
     if search:
         cases = cases.filter(Q(case_id=search) | Q(entity_id=search))
     if where.strip():
-        cases = cases.filter(case_expression_q(case_expression_parse(dataset, where)))
+        expression = case_expression_parse(dataset, where)
+        cases = cases.filter(case_expression_filter(dataset, expression))
     return cases.order_by(ordering, "id")
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count, QuerySet
 
 from labelapp.models import AuditEvent, Case, Dataset, PoolState
-from labelapp.selectors.case_expressions import case_expression_parse, case_expression_q
+from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
 
 #: A change touches at most this many cases (seeds are known positives: a rule that matches
 #: more is almost surely too broad, and the audit trail keeps every case id it changed).
@@ -124,7 +124,8 @@ def seed_source_cases(dataset: Dataset, source: SeedSource) -> QuerySet[Case]:
     """
     cases = dataset.cases.all()
     if source.rule:
-        return cases.filter(case_expression_q(case_expression_parse(dataset, source.rule)))
+        expression = case_expression_parse(dataset, source.rule)
+        return cases.filter(case_expression_filter(dataset, expression))
     if source.case_pk is not None:
         return cases.filter(pk=source.case_pk)
     ids = list(source.case_ids)

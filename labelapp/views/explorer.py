@@ -20,6 +20,7 @@ from labelapp.selectors.case_explorer import (
     explorer_page,
 )
 from labelapp.selectors.case_expressions import dataset_columns
+from labelapp.views.labeling import server_timing
 
 
 def _float(request: HttpRequest, name: str, errors: dict[str, str]) -> float | None:
@@ -51,6 +52,7 @@ def filters_from_request(request: HttpRequest) -> tuple[ExplorerFilters, dict[st
     return filters, errors
 
 
+@server_timing
 @requires(Action.CASE_VIEW)
 def explorer_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from django.db.models import Q
 
-from labelapp.selectors.case_expressions import case_expression_parse, case_expression_q
+from labelapp.selectors.case_expressions import (
+    case_expression_filter,
+    case_expression_parse,
+    case_expression_q,
+)
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.imports import dataset_import
 from learning.expressions import ExpressionError, evaluate_mask
@@ -50,6 +55,13 @@ def test_sql_and_mask_select_the_same_cases(imported, text):
     snapshot = pd.read_parquet(snapshot_dir_for(imported) / "cases.parquet")
     in_mask = set(snapshot["case_id"][evaluate_mask(expression, snapshot)])
     assert in_sql == in_mask
+    # What the explorer and seeds use: the rows the mask names, or the SQL when too many.
+    fastest = set(
+        imported.cases.filter(case_expression_filter(imported, expression)).values_list(
+            "case_id", flat=True
+        )
+    )
+    assert fastest == in_sql
     if text not in ("amount in []",):
         assert in_sql or text.startswith("case_id"), "a rule of the test should select something"
 
@@ -59,3 +71,13 @@ def test_names_are_checked_against_the_dataset(imported):
         case_expression_parse(imported, "label == 1")  # ground truth is never a case column
     with pytest.raises(ExpressionError, match="orders numbers and times only"):
         case_expression_parse(imported, "terminal_id > 3")
+
+
+def test_a_common_condition_stays_sql_a_rare_one_names_rows(imported, monkeypatch):
+    from labelapp.selectors import case_expressions
+
+    monkeypatch.setattr(case_expressions, "ROWS_LISTED_MAX", 10)
+    common = case_expression_parse(imported, "amount >= 0 or amount < 0")
+    assert case_expression_filter(imported, common) == case_expression_q(common)
+    rare = case_expression_parse(imported, "case_id in ['tx3', 'tx4']")
+    assert case_expression_filter(imported, rare) == Q(row__in=[3, 4])

@@ -63,8 +63,8 @@ def seeds_view(request: HttpRequest, name: str) -> HttpResponse:
     return _page(request, dataset, **extra)
 
 
-@require_POST
 @requires(Action.SEEDS_MANAGE)
+@require_POST
 def seeds_apply_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     remove = request.POST.get("remove") == "1"
@@ -92,8 +92,8 @@ def seeds_apply_view(request: HttpRequest, name: str) -> HttpResponse:
     return redirect("seeds", name=dataset.name)
 
 
-@require_POST
 @requires(Action.SEEDS_MANAGE)
+@require_POST
 def seeds_undo_view(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     event = get_object_or_404(AuditEvent, pk=pk, dataset=dataset)
@@ -110,8 +110,8 @@ def seeds_undo_view(request: HttpRequest, name: str, pk: int) -> HttpResponse:
     return redirect("seeds", name=dataset.name)
 
 
-@require_POST
 @requires(Action.SEEDS_MANAGE)
+@require_POST
 def case_seed_view(request: HttpRequest, pk: int) -> HttpResponse:
     """The case page's "mark as seed" / "unmark" button."""
     case = get_object_or_404(Case.objects.select_related("dataset"), pk=pk)

@@ -25,12 +25,12 @@ import numpy as np
 from labelapp.benchmarks.web import (
     BENCH_ADMIN,
     BENCH_EXPERT,
-    DEFAULT_DATASET,
     _bench_users,
     _login,
     _percentiles,
     _server,
     _timed,
+    bench_dataset,
 )
 
 PAGES_FULL, WALKS_FULL = 20, 5
@@ -62,15 +62,7 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from labelapp.models import Dataset
-
-    name = os.environ.get("BENCH_WEB_DATASET", DEFAULT_DATASET)
-    dataset = Dataset.objects.filter(name=name).first()
-    if dataset is None:
-        raise SystemExit(
-            f"dataset {name!r} is not in the database {settings.DATABASES['default']['NAME']}: "
-            "import it first or set BENCH_WEB_DATASET"
-        )
+    dataset = bench_dataset()
     where = os.environ.get("BENCH_EXPLORER_WHERE", DEFAULT_WHERE)
     common = os.environ.get("BENCH_EXPLORER_COMMON", DEFAULT_COMMON)
     pages, walks = (PAGES_QUICK, WALKS_QUICK) if quick else (PAGES_FULL, WALKS_FULL)

@@ -161,6 +161,12 @@ def test_command(pool, tmp_path, capsys):
     assert states(pool)["c0003"] == (PoolState.POSITIVE, True)
     event = AuditEvent.objects.filter(verb="seeds.mark").latest("id")
     assert event.via == "command" and event.data["source"] == {"ids": 1}
+    capsys.readouterr()
+    call_command("seeds", "--dataset", "toy", "--undo", str(event.pk))
+    assert "1 cases restored" in capsys.readouterr().out
+    assert states(pool)["c0003"] == (PoolState.UNLABELED, False)
+    with pytest.raises(CommandError, match="undone already"):
+        call_command("seeds", "--dataset", "toy", "--undo", str(event.pk))
     with pytest.raises(CommandError, match="not in dataset toy"):
         call_command("seeds", "--dataset", "toy", "--case", "nope")
     with pytest.raises(CommandError, match="unknown column"):

@@ -1,5 +1,6 @@
 """``manage.py seeds --dataset NAME (--rule EXPR | --ids FILE | --case ID) [--dry-run] [--remove]``:
-mark (or unmark) seed positives, with the same rules, preview and audit as the Seeds page."""
+mark (or unmark) seed positives, with the same rules, preview and audit as the Seeds page;
+``--undo CHANGE`` undoes a change (its number on the Seeds page)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labelapp.models import Dataset
+from labelapp.models import AuditEvent, Dataset
 from labelapp.selectors.seeds import SeedSource, seed_ids_parse, seed_preview
-from labelapp.services.seeds import seeds_apply
+from labelapp.services.seeds import SeedUndoError, seeds_apply, seeds_undo
 
 
 class Command(BaseCommand):
@@ -26,13 +27,17 @@ class Command(BaseCommand):
             "--ids", type=Path, help="A file of case ids: one per line, or a CSV with case_id."
         )
         source.add_argument("--case", help="One case id.")
+        source.add_argument("--undo", type=int, help="Undo this change (# on the Seeds page).")
         parser.add_argument("--dry-run", action="store_true", help="Preview only; change nothing.")
         parser.add_argument("--remove", action="store_true", help="Unmark instead of mark.")
 
-    def handle(self, *args, dataset: str, rule, ids, case, dry_run, remove, **options):
+    def handle(self, *args, dataset: str, rule, ids, case, undo, dry_run, remove, **options):
         target = Dataset.objects.filter(name=dataset, status=Dataset.Status.READY).first()
         if target is None:
             raise CommandError(f"no ready dataset named {dataset!r}")
+        if undo is not None:
+            self._undo(target, undo)
+            return
         if ids is not None:
             if not ids.is_file():
                 raise CommandError(f"no file {ids}")
@@ -55,6 +60,20 @@ class Command(BaseCommand):
                 f"audit event #{result.event.pk}; the dataset has "
                 f"{Dataset.objects.get(pk=target.pk).n_seed_positive} seed positives now"
             )
+
+    def _undo(self, dataset: Dataset, change: int) -> None:
+        event = AuditEvent.objects.filter(pk=change, dataset=dataset).first()
+        if event is None:
+            raise CommandError(f"no change #{change} in dataset {dataset.name}")
+        try:
+            undo = seeds_undo(event=event, via="command")
+        except SeedUndoError as exc:
+            raise CommandError(str(exc)) from exc
+        since = undo.data["changed_since"]
+        self.stdout.write(
+            f"change #{change} undone: {undo.data['n_restored']} cases restored"
+            + (f"; changed since and left as they are: {', '.join(since[:20])}" if since else "")
+        )
 
     def _report(self, preview, *, verb: str) -> None:
         self.stdout.write(

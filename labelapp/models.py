@@ -7,6 +7,7 @@ Bulk numeric data (all features of 1M+ cases, embeddings, models) lives in colum
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -48,6 +49,13 @@ class Dataset(models.Model):
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     scores_synced_rows = models.PositiveIntegerField(default=0)
+    # Hidden checks of expert recall: this share of each new batch is seed positives that the
+    # experts cannot tell apart from the other cases (0 = off; see labelapp.services.checks).
+    hidden_check_share = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.2)],
+        help_text="Share (0 to 0.2) of each batch given to hidden checks of expert recall.",
+    )
 
     @property
     def case_scores_pending(self) -> bool:
@@ -221,6 +229,11 @@ class BatchItem(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    is_check = models.BooleanField(
+        default=False,
+        help_text="A hidden check: a seed positive shown as any other case; its answers "
+        "measure the expert's recall and never change the pool.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -36,6 +36,7 @@ urlpatterns = [
     path("", include("labelapp.views.label_audit")),
     path("", include("labelapp.views.seeds")),
     path("", include("labelapp.views.explorer")),
+    path("", include("labelapp.views.checks")),
 ]
 
 # Errors outside the views: JSON under /api/, the usual pages elsewhere.

@@ -150,6 +150,14 @@ class LoopParams:
         1.0,
         100.0,
     )
+    not_confirmed_weight: float = _param(
+        0.0,
+        "Weight of not-confirmed answers as negatives",
+        "Cases an expert did not confirm train as known negatives (target 0 in every EM round) "
+        "with this weight; 0: they go back to U as if never shown.",
+        0.0,
+        100.0,
+    )
     n_estimators: int = _param(
         100,
         "Trees",
@@ -389,7 +397,19 @@ class ActiveLoop:
             )
         model = self.params.two_step(categorical_features=categorical_features, n_jobs=self.n_jobs)
         kwargs = {"progress": progress} if progress is not None else {}
-        return model.fit(X, s, sample_weight=weight, **kwargs)
+        negative, weight = self._known_negatives(states, weight)
+        return model.fit(X, s, sample_weight=weight, known_negative=negative, **kwargs)
+
+    def _known_negatives(
+        self, states: np.ndarray, weight: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """The not-confirmed answers as known negatives, with their weight (or None when the
+        loop puts them back into U)."""
+        if self.params.not_confirmed_weight <= 0:
+            return None, weight
+        negative = np.asarray(states) == NOT_CONFIRMED
+        weight = np.where(negative, self.params.not_confirmed_weight, weight)
+        return negative, weight
 
     # -- batch -----------------------------------------------------------------------------------
     def select(

@@ -209,7 +209,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         )
         return lgb.train(self._params(seed, len(rows)), data, num_boost_round=n_trees)
 
-    def fit(self, X, y, sample_weight=None, progress=None):
+    def fit(self, X, y, sample_weight=None, progress=None, known_negative=None):
         """Fit on positives (``y == 1``) and unlabeled cases (``y == 0``).
 
         Parameters
@@ -227,6 +227,12 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         progress : callable, optional
             Called as ``progress(rounds_done, rounds_total)`` after every EM round (the caller's
             progress bar; an exception it raises stops the fit).
+        known_negative : array-like of bool, shape (n_samples,), optional
+            Unlabeled cases (``y == 0``) known not to be positives, e.g. an expert's "not
+            confirmed" answers: always trained on (never left out by ``max_unlabeled``), their
+            target fixed at 0 in every round of both steps (like the reliable negatives), with the
+            weight of a sampled U case times their ``sample_weight``. A case of ``y == 1`` marked
+            here raises ``ValueError``.
 
         Returns
         -------
@@ -242,12 +248,14 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 "y holds one class only (counting cases of positive weight): TwoStepPU needs "
                 "at least one positive (1) and one unlabeled (0) case"
             )
+        negative = self._check_known_negative(known_negative, s)
         rng = check_random_state(self.random_state)
         self.classes_ = np.array([0, 1])
         self.history_ = []
 
         positives = np.flatnonzero(s == 1)
-        unlabeled = np.flatnonzero(s == 0)
+        unlabeled = np.flatnonzero((s == 0) & ~negative)
+        known = np.flatnonzero(negative & (weight > 0))
         n_spies = int(round(self.spy_fraction * len(positives)))
         n_spies = min(n_spies, len(positives) - 1) if len(positives) > 1 else 0
         spies = rng.choice(positives, size=n_spies, replace=False) if n_spies else positives[:0]
@@ -258,16 +266,17 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         if self.max_unlabeled is not None and len(unlabeled) > self.max_unlabeled:
             u_weight = len(unlabeled) / self.max_unlabeled
             unlabeled = np.sort(rng.choice(unlabeled, size=self.max_unlabeled, replace=False))
-        rows = np.concatenate([positives, unlabeled])
+        rows = np.concatenate([positives, unlabeled, known])
         train_weight = weight[rows] * np.where(s[rows] == 1, self.positive_weight, u_weight)
+        neg = negative[rows]
         n_em = self.n_estimators_em or self.n_estimators
         total_rounds = self.em_rounds_step1 + self.em_rounds_step2
         if total_rounds < 1:
             raise ValueError("need at least one EM round")
 
         # Step 1: spies join U; P at 1, U at the previous score (0 first).
-        hidden = spy_mask[rows] | (s[rows] == 0)
-        targets = np.where(hidden, 0.0, 1.0)
+        hidden = spy_mask[rows] | ((s[rows] == 0) & ~neg)
+        targets = np.where(hidden | neg, 0.0, 1.0)
         scores = None
         for r in range(self.em_rounds_step1):
             last = r == total_rounds - 1
@@ -285,10 +294,11 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 final=last,
             )
             targets = np.where(hidden, scores, 1.0)
+            targets[neg] = 0.0
             if progress is not None:
                 progress(len(self.history_), total_rounds)
 
-        is_u = s[rows] == 0
+        is_u = (s[rows] == 0) & ~neg
         if scores is None:  # no step-1 round: every U case inherits 0
             scores = np.zeros(len(rows))
         spy_scores = scores[spy_mask[rows]]
@@ -302,7 +312,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
 
         # Step 2: spies back in P (1), reliable negatives at 0, the rest of U inherits.
         targets = np.where(is_u, scores, 1.0)
-        targets[reliable] = 0.0
+        targets[reliable | neg] = 0.0
         for r in range(self.em_rounds_step2):
             last = r == self.em_rounds_step2 - 1
             scores = self._em_round(
@@ -319,6 +329,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 final=last,
             )
             targets = np.where(is_u, scores, 1.0)
+            targets[neg] = 0.0
             if self.fix_reliable_negatives:
                 targets[reliable] = 0.0
             if progress is not None:
@@ -364,6 +375,23 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         return scores
 
     # -- validation ------------------------------------------------------------------------------
+    @staticmethod
+    def _check_known_negative(known_negative, s: np.ndarray) -> np.ndarray:
+        if known_negative is None:
+            return np.zeros(len(s), dtype=bool)
+        mask = column_or_1d(known_negative)
+        if len(mask) != len(s):
+            raise ValueError(f"known_negative has {len(mask)} rows, y has {len(s)}")
+        if mask.dtype != bool and not set(np.unique(mask).tolist()) <= {0, 1}:
+            raise ValueError("known_negative must be a boolean mask (or 0/1)")
+        mask = mask.astype(bool)
+        if (mask & (s == 1)).any():
+            raise ValueError(
+                f"known_negative marks {int((mask & (s == 1)).sum())} positive(s) (y == 1): a "
+                "case is either a known positive or a known negative"
+            )
+        return mask
+
     def _validate_X(self, X, *, reset: bool):
         """``X`` checked, and at fit (``reset``) its width and column names recorded.
 

@@ -48,6 +48,12 @@ class BatchSelection:
     reason: list[str]
     threshold: float | None = None
     threshold_rule: str = ""
+    #: What the reasons were written with (hidden checks write theirs the same way):
+    #: the uncertainty measure, the threshold's short name, the candidates and cluster sizes.
+    uncertainty_kind: str = "threshold"
+    short_rule: str = ""
+    n_candidates: int = 0
+    cluster_sizes: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -246,11 +252,7 @@ def select_batch(
     n_top = int(round(n * top_score_share))
     top_idx = cand[_top(scores[cand], n_top, tiebreak[cand])] if n_top else cand[:0]
     # Reasons fit in 200 characters (BatchItem.reason).
-    reasons = [
-        f"top score {_fmt(scores[i])}: the {_ordinal(r + 1)} highest of the {len(cand):,} cases "
-        "not shown yet (chosen by score, not clustered)"
-        for r, i in enumerate(top_idx)
-    ]
+    reasons = [top_score_reason(scores[i], r, len(cand)) for r, i in enumerate(top_idx)]
     taken = np.zeros(len(scores), dtype=bool)
     taken[top_idx] = True
     rest = cand[~taken[cand]]
@@ -265,8 +267,17 @@ def select_batch(
     n_clusters_used = len(np.unique(clusters)) if len(pool) else 0
     for i, c, r in zip(picked, cluster_of, rank_of, strict=True):
         reasons.append(
-            f"uncertain {u_all[i]:.2f}: {_closeness(scores[i], uncertainty, threshold, short_rule)}"
-            f"; cluster {c} of {n_clusters_used}, {_ordinal(r + 1)} of its {sizes[c]:,} candidates"
+            uncertain_reason(
+                scores[i],
+                u_all[i],
+                kind=uncertainty,
+                threshold=threshold,
+                short_rule=short_rule,
+                cluster=c,
+                n_clusters=n_clusters_used,
+                rank=r,
+                cluster_size=sizes[c],
+            )
         )
     indices = np.concatenate([top_idx, picked]).astype(np.intp)
     return BatchSelection(
@@ -277,6 +288,38 @@ def select_batch(
         reason=reasons,
         threshold=float(threshold) if uncertainty == "threshold" else None,
         threshold_rule=rule if uncertainty == "threshold" else "",
+        uncertainty_kind=uncertainty,
+        short_rule=short_rule,
+        n_candidates=len(cand),
+        cluster_sizes=tuple(int(v) for v in sizes) if len(pool) else (),
+    )
+
+
+def top_score_reason(score: float, rank: int, n_candidates: int) -> str:
+    """Why a top-score case is in the batch (``rank`` 0 = the highest)."""
+    return (
+        f"top score {_fmt(score)}: the {_ordinal(rank + 1)} highest of the {n_candidates:,} "
+        "cases not shown yet (chosen by score, not clustered)"
+    )
+
+
+def uncertain_reason(
+    score: float,
+    uncertainty: float,
+    *,
+    kind: str,
+    threshold: float | None,
+    short_rule: str,
+    cluster: int,
+    n_clusters: int,
+    rank: int,
+    cluster_size: int,
+) -> str:
+    """Why an uncertain case is in the batch (``rank`` 0 = the most uncertain of its cluster)."""
+    return (
+        f"uncertain {uncertainty:.2f}: {_closeness(score, kind, threshold, short_rule)}"
+        f"; cluster {cluster} of {n_clusters}, {_ordinal(rank + 1)} of its {cluster_size:,} "
+        "candidates"
     )
 
 

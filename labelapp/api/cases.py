@@ -16,7 +16,8 @@ from labelapp.api.permissions import PolicyPermission
 from labelapp.models import BatchItem, Case, Dataset, Label, PoolState
 from labelapp.policy import Action
 from labelapp.selectors.case_lists import NO_ANSWER, case_detail_queryset, case_list
-from labelapp.selectors.cases import score_contributions
+from labelapp.selectors.cases import case_batch_item, score_contributions
+from labelapp.selectors.checks import cases_shown_as_regular, labels_shown_with
 from learning.expressions import ExpressionError
 
 ANSWER_CHOICES = [
@@ -170,7 +171,13 @@ class CaseListApi(APIView):
             cases = case_list(user=request.user, dataset=dataset, **filters.validated_data)
         except ExpressionError as exc:
             raise serializers.ValidationError({"where": [str(exc)]}) from exc
-        return paginate(request, self, cases.select_related("dataset"), CaseOutputSerializer)
+        return paginate(
+            request,
+            self,
+            cases.select_related("dataset"),
+            CaseOutputSerializer,
+            prepare=lambda page: cases_shown_as_regular(request.user, page),
+        )
 
 
 class CaseDetailApi(APIView):
@@ -179,6 +186,7 @@ class CaseDetailApi(APIView):
 
     @extend_schema_serializer(component_name="CaseDetail")
     class OutputSerializer(CaseDetailBaseSerializer):
+        labels = LabelBriefSerializer(many=True, read_only=True, source="shown_labels")
         model_version = serializers.IntegerField(
             allow_null=True, help_text="The dataset's current model, which the score is from."
         )
@@ -208,6 +216,10 @@ class CaseDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         """One case: features, score, the features that drove it, labels and batch history."""
         case = get_object_or_404(case_detail_queryset(request.user), pk=pk)
+        case.shown_labels = labels_shown_with(
+            request.user, case.labels.all(), case_batch_item(case)
+        )
+        cases_shown_as_regular(request.user, [case])  # a hidden check looks like any case
         explained = score_contributions(case)
         case.model_version = explained.model.pk if explained.model else None
         case.base_value = explained.base_value

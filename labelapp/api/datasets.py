@@ -18,6 +18,7 @@ from labelapp.api.errors import ImportRefused, error_responses
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset
 from labelapp.policy import Action
+from labelapp.selectors.checks import pool_counts_shown_to
 from labelapp.selectors.datasets import dataset_list, dataset_pool_counts
 from labelapp.services.uploads import upload_import, upload_save, upload_status
 from labelapp.tasks.imports import dataset_import_upload
@@ -50,7 +51,9 @@ class DatasetDetailOutputSerializer(DatasetOutputSerializer):
         fields = [*DatasetOutputSerializer.Meta.fields, "schema", "pool_counts"]
 
     def get_pool_counts(self, dataset: Dataset) -> dict[str, int]:
-        return dataset_pool_counts(dataset)
+        counts = dataset_pool_counts(dataset)
+        user = self.context.get("user")
+        return counts if user is None else pool_counts_shown_to(user, dataset, counts)
 
 
 def _dataset_or_404(name: str) -> Dataset:
@@ -81,7 +84,10 @@ class DatasetDetailApi(APIView):
     )
     def get(self, request: Request, name: str) -> Response:
         """A dataset's status (importing, ready, failed), counts and cases per pool state."""
-        return Response(DatasetDetailOutputSerializer(_dataset_or_404(name)).data)
+        dataset = _dataset_or_404(name)
+        # Hidden checks count as the batch cases an expert takes them for.
+        context = {"user": request.user}
+        return Response(DatasetDetailOutputSerializer(dataset, context=context).data)
 
 
 class DatasetReportApi(APIView):

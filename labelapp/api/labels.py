@@ -23,6 +23,7 @@ from labelapp.models import Dataset, Label, PatternTag
 from labelapp.policy import Action, cases_visible_to
 from labelapp.roles import is_admin
 from labelapp.selectors.case_lists import current_answer_subquery
+from labelapp.selectors.checks import cases_shown_as_regular
 from labelapp.services.labels import (
     LabelConflict,
     LabelNotAllowed,
@@ -189,4 +190,5 @@ class QueueNextApi(APIView):
             .select_related("dataset")
             .get(pk=item.case_id)
         )
+        cases_shown_as_regular(request.user, [case])  # a hidden check looks like any case
         return Response(CaseOutputSerializer(case).data)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import inline_serializer
 from rest_framework import serializers
@@ -37,11 +39,18 @@ PAGE_PARAMETERS = [PagePagination.ParamsSerializer]
 
 
 def paginate(
-    request: Request, view, queryset: QuerySet, serializer_class: type[serializers.Serializer]
+    request: Request,
+    view,
+    queryset: QuerySet,
+    serializer_class: type[serializers.Serializer],
+    prepare: Callable[[list], None] | None = None,
 ) -> Response:
-    """One page of ``queryset`` as ``{count, next, previous, results}``."""
+    """One page of ``queryset`` as ``{count, next, previous, results}``; ``prepare`` sees the
+    page's objects before they are serialized."""
     paginator = PagePagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
+    if prepare is not None and page:
+        prepare(page)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 

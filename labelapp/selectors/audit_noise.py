@@ -16,7 +16,9 @@ SETTLING = (Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED)
 
 @dataclass
 class ExpertAnswers:
-    """Answers that count (not undone), in time order: case row, expert's name, answer."""
+    """Answers that count (not undone), in time order: case row, expert's name, answer.
+
+    Answers on hidden checks are left out: they measure the expert, not the case."""
 
     rows: np.ndarray
     users: np.ndarray
@@ -27,6 +29,7 @@ class ExpertAnswers:
 def expert_answers(dataset: Dataset) -> ExpertAnswers:
     values = list(
         Label.objects.filter(case__dataset=dataset, answer__in=SETTLING, undone_by__isnull=True)
+        .exclude(batch_item__is_check=True)
         .order_by("created_at", "id")
         .values_list("case__row", "user__username", "answer", "review_round")
     )
@@ -95,6 +98,7 @@ def reviews_for(user: Any) -> QuerySet[NoiseFlag]:
 def first_answers(flag: NoiseFlag) -> list[Label]:
     return list(
         Label.objects.filter(case=flag.case, answer__in=SETTLING, undone_by__isnull=True)
+        .exclude(batch_item__is_check=True)
         .select_related("user")
         .order_by("created_at", "id")
     )

@@ -9,7 +9,9 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 
 from labelapp.models import Case, Dataset, Label
 from labelapp.policy import cases_visible_to
+from labelapp.roles import is_admin
 from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
+from labelapp.selectors.checks import has_check, shown_pool_states
 
 NO_ANSWER = "none"
 
@@ -50,7 +52,7 @@ def case_list(
         current_answer=current_answer_subquery()
     )
     if pool_state:
-        cases = cases.filter(pool_state__in=pool_state)
+        cases = cases.filter(_pool_state_filter(user, cases, pool_state))
     if score_min is not None:
         cases = cases.filter(score__gte=score_min)
     if score_max is not None:
@@ -68,6 +70,20 @@ def case_list(
         expression = case_expression_parse(dataset, where)
         cases = cases.filter(case_expression_filter(dataset, expression))
     return cases.order_by(ordering, "id")
+
+
+def _pool_state_filter(user: Any, cases: QuerySet[Case], pool_state: list[str]) -> Q:
+    """Cases in ``pool_state``; for an expert, a hidden check counts in the state they are shown
+    (:func:`labelapp.selectors.checks.shown_pool_states`), never as the seed it is."""
+    wanted = Q(pool_state__in=pool_state)
+    if is_admin(user):
+        return wanted
+    checks = list(cases.filter(has_check()).values_list("pk", flat=True))
+    if not checks:
+        return wanted
+    shown = shown_pool_states(checks)
+    keep = [pk for pk, state in shown.items() if state in pool_state]
+    return (wanted & ~Q(pk__in=list(shown))) | Q(pk__in=keep)
 
 
 def case_detail_queryset(user: Any) -> QuerySet[Case]:

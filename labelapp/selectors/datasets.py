@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
@@ -94,22 +95,27 @@ POOL_STATE_ROWS = (
 )
 
 
-def dataset_pool_rows(dataset: Dataset) -> list[dict[str, object]]:
+def dataset_pool_rows(dataset: Dataset, user: Any = None) -> list[dict[str, object]]:
     """The dataset page's pool table: one row per state with a human label and its meaning.
 
     The "in a batch" row also says how many of those cases an expert holds open right now:
-    being in a batch is not being opened.
+    being in a batch is not being opened. An expert (``user``) sees hidden checks counted as
+    the batch cases they look like.
     """
+    from django.db.models import Q
     from django.utils import timezone
 
     from labelapp.models import BatchItem
+    from labelapp.selectors.checks import pool_counts_shown_to
 
     counts = dataset_pool_counts(dataset)
+    if user is not None:
+        counts = pool_counts_shown_to(user, dataset, counts)
     held = (
         BatchItem.objects.filter(
+            Q(case__pool_state=PoolState.SHOWN) | Q(is_check=True),
             iteration__dataset=dataset,
             status=BatchItem.Status.OPEN,
-            case__pool_state=PoolState.SHOWN,
             assigned_to__isnull=False,
             lease_expires_at__gt=timezone.now(),
         )

@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from labelapp.models import AuditEvent, Dataset, Label
+from labelapp.selectors.checks import CheckRecall, check_recall_by_user
 from labelapp.services.labels import UNDO_WINDOW
 
 
@@ -50,19 +51,29 @@ class ExpertStats:
     undone: int
     confirmation_rate: float | None
     median_seconds: float | None
+    checks: CheckRecall | None = None
 
 
-def expert_stats(*, dataset: Dataset | None = None, user: Any | None = None) -> list[ExpertStats]:
+def expert_stats(
+    *, dataset: Dataset | None = None, user: Any | None = None, with_checks: bool = False
+) -> list[ExpertStats]:
     """Per expert: answers that count, confirmation rate among settled answers, median time.
 
+    ``with_checks`` (for admins): hidden checks apart, as each expert's recall on them
+    (``checks``), and left out of the other columns. Without it they count as the answers they
+    looked like to the expert (an expert's own line must not tell them which cases were checks).
     Undone answers and undo rows are left out of the counts (``undone`` says how many there were).
     """
+    recall = check_recall_by_user(dataset=dataset, user=user) if with_checks else {}
     rows = Label.objects.all()
+    if with_checks:
+        rows = rows.exclude(batch_item__is_check=True)
     if dataset is not None:
         rows = rows.filter(case__dataset=dataset)
     if user is not None:
         rows = rows.filter(user=user)
-    per_user: dict[int, dict[str, Any]] = {}
+    empty = {"confirmed": 0, "not_confirmed": 0, "skipped": 0, "undone": 0}
+    per_user: dict[int, dict[str, Any]] = {uid: {**empty, "seconds": []} for uid in recall}
     values = rows.values_list("user_id", "answer", "seconds_spent", "undone_by__id")
     for user_id, answer, seconds, undone_by in values:
         entry = per_user.setdefault(
@@ -91,6 +102,7 @@ def expert_stats(*, dataset: Dataset | None = None, user: Any | None = None) -> 
                 undone=e["undone"],
                 confirmation_rate=e["confirmed"] / settled if settled else None,
                 median_seconds=statistics.median(e["seconds"]) if e["seconds"] else None,
+                checks=recall.get(user_id),
             )
         )
     return sorted(stats, key=lambda s: (-s.labels, s.username))

@@ -10,7 +10,8 @@ What a change may do (the same rules for the preview and :mod:`labelapp.services
   about to give) stands; a confirmed case already trains as a positive, and a rule does not
   overrule an expert's "not confirmed".
 - **unmark** (``remove``): a seed (``P``) goes back to ``U``; any other case is reported as not
-  a seed.
+  a seed. A seed held in an open batch as a hidden check of expert recall
+  (``BatchItem.is_check``) is left alone and reported until it is answered.
 
 So ``seed_positive`` is true exactly for the cases in ``P``, and ``Dataset.n_seed_positive``
 counts them.
@@ -22,9 +23,9 @@ import csv
 import io
 from dataclasses import dataclass, field
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Exists, OuterRef, QuerySet
 
-from labelapp.models import AuditEvent, Case, Dataset, PoolState
+from labelapp.models import AuditEvent, BatchItem, Case, Dataset, PoolState
 from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
 
 #: A change touches at most this many cases (seeds are known positives: a rule that matches
@@ -39,6 +40,22 @@ _NOT_CHANGED = {
     PoolState.CONFIRMED: "already confirmed by an expert (trains as a positive)",
     PoolState.NOT_CONFIRMED: "answered not confirmed by an expert (the answer stands)",
 }
+
+
+OPEN_CHECK_REASON = "a hidden check in an open batch (unmark it once it is answered)"
+
+
+def open_check() -> Exists:
+    """True for a case held in an open batch as a hidden check of expert recall."""
+    return Exists(
+        BatchItem.objects.filter(case=OuterRef("pk"), is_check=True, status=BatchItem.Status.OPEN)
+    )
+
+
+def changeable_cases(cases: QuerySet[Case], *, remove: bool) -> QuerySet[Case]:
+    """The cases of ``cases`` a change may touch (see the module's rules)."""
+    changeable = cases.filter(pool_state__in=changeable_states(remove))
+    return changeable.exclude(open_check()) if remove else changeable
 
 
 class SeedSourceError(ValueError):
@@ -170,8 +187,13 @@ def seed_preview(dataset: Dataset, source: SeedSource, *, remove: bool = False) 
         else:
             reason = _NOT_CHANGED.get(state, state)
             preview.not_changed[reason] = preview.not_changed.get(reason, 0) + n
+    if remove and preview.n_change:
+        held = cases.filter(pool_state=PoolState.POSITIVE).filter(open_check()).count()
+        if held:
+            preview.n_change -= held
+            preview.not_changed[OPEN_CHECK_REASON] = held
     preview.sample = list(
-        cases.filter(pool_state__in=target).order_by("row")[:SAMPLE_SIZE]
+        changeable_cases(cases, remove=remove).order_by("row")[:SAMPLE_SIZE]
         if preview.n_change
         else cases.order_by("row")[:SAMPLE_SIZE]
     )

@@ -77,6 +77,7 @@ def noise_audit_run(*, dataset: Dataset, user: Any = None) -> dict[str, Any]:
     answered = set(
         Label.objects.filter(case__dataset=dataset, case__row__in=rows)
         .exclude(answer=Label.Answer.UNDONE)
+        .exclude(batch_item__is_check=True)
         .values_list("case__row", flat=True)
     )
     with transaction.atomic():
@@ -158,7 +159,11 @@ def noise_flags_send_for_review(
             if any(label.user_id == reviewer.pk for label in settled):
                 skipped.append(f"{flag.case.case_id}: {reviewer} gave the first answer")
                 continue
-            item = _review_item(flag, required=len(settled) + 1, reviewer=reviewer, now=now)
+            try:
+                item = _review_item(flag, required=len(settled) + 1, reviewer=reviewer, now=now)
+            except ReviewError as exc:
+                skipped.append(f"{flag.case.case_id}: {exc}")
+                continue
             flag.status = NoiseFlag.Status.SENT
             flag.review_item = item
             flag.reviewer = reviewer
@@ -181,7 +186,7 @@ def _settled_labels(case: Case) -> list[Label]:
             case=case,
             answer__in=[Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED],
             undone_by__isnull=True,
-        )
+        ).exclude(batch_item__is_check=True)
     )
 
 
@@ -191,6 +196,10 @@ def _review_item(flag: NoiseFlag, *, required: int, reviewer: Any, now) -> Batch
     iteration = _batch_iteration(flag.dataset, user=reviewer, case=flag.case)
     reason = ("second look: " + "; ".join(flag.methods))[:200]
     item = BatchItem.objects.filter(iteration=iteration, case=flag.case).first()
+    if item is not None and item.is_check:
+        raise ReviewError(
+            "a hidden check of the current batch; send it once that batch is answered"
+        )
     fields = {
         "required_answers": required,
         "status": BatchItem.Status.OPEN,

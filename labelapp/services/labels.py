@@ -188,7 +188,7 @@ def _label_create_locked(
     else:
         batch_item = BatchItem.objects.select_for_update().get(pk=batch_item.pk)
 
-    rows = _case_rows(case)
+    rows = _case_rows(case, batch_item)
     labels = _effective(rows)
     settled = [label for label in labels if label.answer in SETTLING_ANSWERS]
     required = batch_item.required_answers if batch_item is not None else 1
@@ -261,9 +261,18 @@ def _lock_case(pk: int) -> Case:
     return Case.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=pk)
 
 
-def _case_rows(case: Case) -> list[Label]:
-    """Every label row of the case, oldest first (a handful: one query, filtered in Python)."""
-    return list(Label.objects.filter(case=case).select_related("user").order_by("created_at", "id"))
+def _case_rows(case: Case, item: BatchItem | None = None) -> list[Label]:
+    """The label rows of the case that count together, oldest first (a handful: one query).
+
+    A hidden check (``item.is_check``) is a world of its own: only its own rows count there, and
+    its rows count nowhere else (they measure the expert, they say nothing new of the case).
+    """
+    rows = Label.objects.filter(case=case)
+    if item is not None and item.is_check:
+        rows = rows.filter(batch_item=item)
+    else:
+        rows = rows.exclude(batch_item__is_check=True)
+    return list(rows.select_related("user").order_by("created_at", "id"))
 
 
 def _effective(rows: list[Label]) -> list[Label]:
@@ -284,7 +293,12 @@ def label_undo(*, user: Any, label: Label, via: str = "page") -> Label:
     """
     with transaction.atomic():
         case = _lock_case(label.case_id)
-        rows = _case_rows(case)
+        item = (
+            BatchItem.objects.select_for_update().get(pk=label.batch_item_id)
+            if label.batch_item_id
+            else None
+        )
+        rows = _case_rows(case, item)
         label = next(row for row in rows if row.pk == label.pk)
         if label.user_id != user.pk:
             raise LabelNotAllowed("You can only undo your own answers.")
@@ -297,11 +311,6 @@ def label_undo(*, user: Any, label: Label, via: str = "page") -> Label:
                 f"Answers older than {int(UNDO_WINDOW.total_seconds() // 3600)} hours cannot be "
                 "undone; ask an admin for a second review."
             )
-        item = (
-            BatchItem.objects.select_for_update().get(pk=label.batch_item_id)
-            if label.batch_item_id
-            else None
-        )
         undo = Label.objects.create(
             case=case,
             batch_item=item,
@@ -346,6 +355,25 @@ def _open_batch_item(case: Case) -> BatchItem | None:
     )
 
 
+def pool_state_for_answers(answers: list[str], *, in_batch: bool, seed_positive: bool) -> str:
+    """The pool state that the answers that count give a case (SPEC "The loop", step 5).
+
+    Settled answers decide: ``confirmed`` only when every settling answer confirms (precision
+    first: two experts who disagree leave the case not confirmed). Otherwise a standing skip
+    makes it ``skipped``; with no answer the case is in its batch (``shown``), or P/U.
+    """
+    settled = [a for a in answers if a in SETTLING_ANSWERS]
+    if settled:
+        if all(a == Label.Answer.CONFIRMED for a in settled):
+            return PoolState.CONFIRMED
+        return PoolState.NOT_CONFIRMED
+    if Label.Answer.SKIPPED in answers:
+        return PoolState.SKIPPED
+    if in_batch:
+        return PoolState.SHOWN
+    return PoolState.POSITIVE if seed_positive else PoolState.UNLABELED
+
+
 def _sync_case_and_item(
     case: Case,
     item: BatchItem | None,
@@ -356,25 +384,15 @@ def _sync_case_and_item(
 ) -> None:
     """Derive the case's pool state and the batch item's status from the answers that count.
 
-    ``labels`` are those answers (after the change); ``item`` is locked by the caller. Settled
-    answers decide: ``confirmed`` only when every settling answer confirms (precision first: two
-    experts who disagree leave the case not confirmed). Otherwise a standing skip makes it
-    ``skipped``; with no answer left the case is back where it was (in its batch, or P/U).
+    ``labels`` are those answers (after the change); ``item`` is locked by the caller. The state
+    is :func:`pool_state_for_answers`'s, except on a hidden check, where the case keeps its own.
     """
     settled = [a for a in labels if a in SETTLING_ANSWERS]
-    if settled:
-        state = (
-            PoolState.CONFIRMED
-            if all(a == Label.Answer.CONFIRMED for a in settled)
-            else PoolState.NOT_CONFIRMED
-        )
-    elif Label.Answer.SKIPPED in labels:
-        state = PoolState.SKIPPED
-    elif item is not None:
-        state = PoolState.SHOWN
-    else:
-        state = PoolState.POSITIVE if case.seed_positive else PoolState.UNLABELED
-    if case.pool_state != state:
+    state = pool_state_for_answers(
+        labels, in_batch=item is not None, seed_positive=case.seed_positive
+    )
+    # A hidden check's answers measure the expert; the case stays the known positive it was.
+    if case.pool_state != state and not (item is not None and item.is_check):
         case.pool_state = state
         case.save(update_fields=["pool_state"])
 

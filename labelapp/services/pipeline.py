@@ -39,6 +39,7 @@ from django.utils import timezone
 from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion, PoolState
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
+from labelapp.services.checks import batch_with_checks
 from labelapp.services.chunks import chunk_claim, claim_is_stale
 from labelapp.services.dispatch import ITERATION_SCORE_CHUNK, NEIGHBOR_INDEX_BUILD, task_send
 from labelapp.services.embedding import embeddings_compute
@@ -654,9 +655,13 @@ def _metrics(run: Run) -> dict[str, Any]:
 
 
 def previous_batches(dataset: Dataset) -> list[dict[str, Any]]:
-    """Each finished iteration's batch with its answers so far (from the cases' states)."""
+    """Each finished iteration's batch with its answers so far (from the cases' states).
+
+    Hidden checks are left out: their answers measure the experts, not the batch."""
     rows = (
-        BatchItem.objects.filter(iteration__dataset=dataset, iteration__status="done")
+        BatchItem.objects.filter(
+            iteration__dataset=dataset, iteration__status="done", is_check=False
+        )
         .values("iteration__number", "case__pool_state")
         .annotate(n=Count("id"))
         .order_by("iteration__number")
@@ -684,9 +689,12 @@ def previous_batches(dataset: Dataset) -> list[dict[str, Any]]:
 
 
 def batch_rows(dataset: Dataset) -> list[np.ndarray]:
-    """Each finished iteration's batch as the cases' rows, oldest first."""
+    """Each finished iteration's batch as the cases' rows, oldest first (hidden checks left
+    out)."""
     rows: dict[int, list[int]] = {}
-    items = BatchItem.objects.filter(iteration__dataset=dataset, iteration__status="done")
+    items = BatchItem.objects.filter(
+        iteration__dataset=dataset, iteration__status="done", is_check=False
+    )
     for number, row in items.values_list("iteration__number", "case__row").order_by(
         "iteration__number", "position"
     ):
@@ -755,6 +763,7 @@ def stage_finalize(run: Run) -> None:
                     _value(
                         _log_line(
                             f"done: model version {version.pk} is current; batch of {n_batch}"
+                            + _checks_note(run)
                         )
                     ),
                 ),
@@ -775,6 +784,11 @@ def stage_finalize(run: Run) -> None:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
     _case_scores_follow(run)
+
+
+def _checks_note(run: Run) -> str:
+    n = run.metrics.get("hidden_checks", 0)
+    return f" and {n} hidden check{'s' if n != 1 else ''}" if n else ""
 
 
 def _case_scores_follow(run: Run) -> None:
@@ -832,7 +846,11 @@ def _data_snapshot(run: Run) -> dict[str, Any]:
 
 
 def _batch_create(run: Run, iteration: Iteration) -> int:
-    """BatchItems for the selected cases still offerable now; those cases become ``shown``."""
+    """BatchItems for the selected cases still offerable now; those cases become ``shown``.
+
+    Hidden checks (:mod:`labelapp.services.checks`) join them at random places; the count
+    returned is of the new cases alone.
+    """
     sel = run.selection
     rows = [int(r) for r in sel.indices]
     offerable = (PoolState.UNLABELED, PoolState.SKIPPED)
@@ -859,6 +877,16 @@ def _batch_create(run: Run, iteration: Iteration) -> int:
                 reason=str(reason)[:200],
             )
         )
-    BatchItem.objects.bulk_create(items, batch_size=1000)
+    batch, n_checks = batch_with_checks(
+        dataset=run.dataset,
+        iteration=iteration,
+        selection=sel,
+        scores=run.scores,
+        regular=items,
+        random_state=run.loop.params.random_state,
+    )
+    BatchItem.objects.bulk_create(batch, batch_size=1000)
+    # Hidden checks stay P: only the new cases are shown.
     Case.objects.filter(pk__in=[item.case_id for item in items]).update(pool_state=PoolState.SHOWN)
+    run.metrics["hidden_checks"] = n_checks
     return len(items)

@@ -26,7 +26,8 @@ from labelapp.selectors.seeds import (
     SeedPreview,
     SeedSource,
     SeedSourceError,
-    changeable_states,
+    changeable_cases,
+    open_check,
     seed_preview,
     seed_source_cases,
 )
@@ -73,8 +74,7 @@ def seeds_apply(
                 f"{MAX_SEED_CHANGE}. Narrow the rule."
             )
         rows = list(
-            seed_source_cases(locked, source)
-            .filter(pool_state__in=changeable_states(remove))
+            changeable_cases(seed_source_cases(locked, source), remove=remove)
             .select_for_update()
             .order_by("row")
             .values_list("pk", "case_id", "pool_state")
@@ -159,7 +159,7 @@ def seeds_undo(*, event: AuditEvent, user: Any = None, via: str = "page") -> Aud
                     pool_state=left_as,
                     seed_positive=not removed,
                 )
-                .exclude(pool_state=PoolState.SHOWN)
+                .exclude(open_check())
                 .values_list("pk", flat=True)
             )
         by_state: dict[str, list[int]] = {}

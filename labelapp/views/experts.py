@@ -27,10 +27,11 @@ def expert_stats_view(request: HttpRequest) -> HttpResponse:
         request,
         "labelapp/expert_stats.html",
         {
-            "stats": expert_stats(dataset=dataset, user=user),
+            "stats": expert_stats(dataset=dataset, user=user, with_checks=user is None),
             "dataset": dataset,
             "datasets": Dataset.objects.order_by("name"),
             "events": label_audit_events(dataset=dataset) if is_admin(request.user) else None,
+            "show_checks": user is None,
         },
     )
 

@@ -12,6 +12,8 @@ from django.views.decorators.http import require_POST
 from labelapp.charts import bar_chart, line_chart
 from labelapp.models import Dataset, Iteration
 from labelapp.policy import Action, cases_visible_to, requires
+from labelapp.roles import is_admin
+from labelapp.selectors.checks import cases_shown_as_regular, iteration_checks
 from labelapp.selectors.iterations import iteration_history, iteration_list, iteration_progress
 from labelapp.services.iterations import (
     PARAM_SPECS,
@@ -164,7 +166,10 @@ def iteration_detail_view(request: HttpRequest, name: str, number: int) -> HttpR
     context = _detail_context(iteration)
     # An expert sees the rows of their own cases only (the case pages' rule).
     batch = iteration.batch.filter(case__in=cases_visible_to(request.user))
-    context["batch"] = batch.select_related("case", "assigned_to")[:200]
+    context["batch"] = list(batch.select_related("case", "assigned_to")[:200])
+    cases_shown_as_regular(request.user, [item.case for item in context["batch"]])
+    if is_admin(request.user):
+        context["checks"] = iteration_checks(iteration.pk)
     return render(request, "labelapp/iteration_detail.html", context)
 
 

@@ -20,6 +20,7 @@ from labelapp.selectors.audit_noise import (
     noise_flags,
     reviews_for,
 )
+from labelapp.selectors.checks import answerers_with_recall
 from labelapp.services.audit_noise import (
     ReviewError,
     noise_flag_dismiss,
@@ -43,12 +44,16 @@ def label_audit_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     status = request.GET.get("status") or ""
     flags = noise_flags(dataset, status=status or None)
+    shown = list(flags[:500])
+    answerers = answerers_with_recall(dataset, [flag.case_id for flag in shown])
+    for flag in shown:
+        flag.answerers = answerers.get(flag.case_id, [])
     return render(
         request,
         "labelapp/label_audit.html",
         {
             "dataset": dataset,
-            "flags": flags[:500],
+            "flags": shown,
             "n_flags": flags.count(),
             "status": status,
             "statuses": NoiseFlag.Status.choices,

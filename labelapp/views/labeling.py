@@ -24,6 +24,7 @@ from labelapp.models import BatchItem, Case, Dataset, Label, PatternTag
 from labelapp.policy import Action, cases_visible_to, requires
 from labelapp.roles import is_admin
 from labelapp.selectors import cases as case_selectors
+from labelapp.selectors.checks import cases_shown_as_regular, labels_in_scope, labels_shown_with
 from labelapp.selectors.labels import last_undoable_label, recent_answers
 from labelapp.services.labels import LabelError, label_create, label_undo
 from labelapp.services.queue import (
@@ -168,7 +169,10 @@ def _workspace_context(
         return context
     if item is None or item.case_id != case.pk:
         item = case_selectors.case_batch_item(case)
-    labels = case_selectors.case_labels(case)
+    all_labels = case_selectors.case_labels(case)
+    labels = labels_in_scope(all_labels, item)
+    # A hidden check looks like any other case of the batch to an expert.
+    cases_shown_as_regular(request.user, [case])
     my_answer = next(
         (
             lbl
@@ -208,7 +212,8 @@ def _workspace_context(
             "features": case_selectors.case_feature_rows(case),
             "timeline": case_selectors.case_timeline(case),
             "contributions": case_selectors.score_contributions(case),
-            "labels": labels,
+            "labels": labels_shown_with(request.user, all_labels, item),
+            "check_item_here": bool(item and item.is_check and is_admin(request.user)),
             "entity_labels": case_selectors.entity_labels(case),
             "idempotency_key": uuid.uuid4().hex,
             "shown_at": f"{time.time():.3f}",

@@ -10,6 +10,8 @@ from django.views.decorators.http import require_POST
 
 from labelapp.models import Case
 from labelapp.policy import Action, require_case, requires
+from labelapp.roles import is_admin
+from labelapp.selectors.checks import check_case_ids
 from labelapp.selectors.similar import similar_cases
 from labelapp.services.similar import MORE_LIKE_THIS_SIZE, batch_more_like_this
 
@@ -19,10 +21,15 @@ def case_similar_view(request: HttpRequest, pk: int) -> HttpResponse:
     """Fragment: the most similar known positives and "not confirmed" cases, the kNN score."""
     case = get_object_or_404(Case.objects.select_related("dataset__current_model"), pk=pk)
     require_case(request.user, case)  # the case page's own rule: a case in the expert's queue
+    panel = similar_cases(case)
+    if not is_admin(request.user):
+        # A seed listed here that the expert met as a batch case would give the check away.
+        checks = check_case_ids(s.case.pk for s in panel.confirmed)
+        panel.confirmed = [s for s in panel.confirmed if s.case.pk not in checks]
     return render(
         request,
         "labelapp/case_similar.html",
-        {"case": case, "panel": similar_cases(case), "more_like_this_size": MORE_LIKE_THIS_SIZE},
+        {"case": case, "panel": panel, "more_like_this_size": MORE_LIKE_THIS_SIZE},
     )
 
 

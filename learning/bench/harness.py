@@ -177,10 +177,18 @@ class Harness:
     columns counting the known positives (the pool's P and the test part's own seeds).
     """
 
-    def __init__(self, ds: Dataset, settings: Settings, embeddings: np.ndarray | None, log):
+    def __init__(
+        self,
+        ds: Dataset,
+        settings: Settings,
+        embeddings: np.ndarray | None,
+        log,
+        *,
+        split: Split | None = None,
+    ):
         self.ds, self.settings, self.log = ds, settings, log
         self.y = ds.labels.astype(int)
-        self.split = split_cases(ds, seed=settings.seed)
+        self.split = split if split is not None else split_cases(ds, seed=settings.seed)
         self.seeds = seed_positives(
             ds, self.split, fraction=settings.seed_fraction, seed=settings.seed
         )

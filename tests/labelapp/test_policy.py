@@ -62,6 +62,7 @@ def hidden_world(world, second_expert):
 PAGES = {
     "dataset-list": (lambda w: {}, False),
     "dataset-detail": (lambda w: {"name": w.dataset.name}, False),
+    "dataset-hidden-checks": (lambda w: {"name": w.dataset.name}, False),
     "dataset-import": (lambda w: {}, False),
     "dataset-import-status": (lambda w: {"upload_id": w.upload_id}, False),
     "dataset-import-progress": (lambda w: {"upload_id": w.upload_id}, False),

@@ -281,3 +281,22 @@ def test_api_preview_apply_list_undo(pool, admin_client, expert_client):
     assert again.status_code == 409
     assert Dataset.objects.get(pk=pool.pk).n_seed_positive == 2
     assert expert_client.get(reverse("api-seeds", args=["toy"])).status_code == 403
+
+
+def test_a_seed_held_as_an_open_hidden_check_is_not_unmarked(pool, admin_user):
+    from labelapp.selectors.seeds import OPEN_CHECK_REASON
+    from tests.labelapp.factories import make_iteration
+
+    seed = Case.objects.get(case_id="c0000")
+    check = BatchItem.objects.create(
+        iteration=make_iteration(pool), case=seed, position=9, is_check=True
+    )
+    source = SeedSource(case_ids=("c0000", "c0001"))
+    preview = seed_preview(pool, source, remove=True)
+    assert preview.n_change == 1 and preview.not_changed == {OPEN_CHECK_REASON: 1}
+    result = seeds_apply(dataset=pool, source=source, remove=True, user=admin_user)
+    assert [c[1] for c in result.event.data["cases"]] == ["c0001"]
+    assert states(pool)["c0000"] == (PoolState.POSITIVE, True)
+    check.status = BatchItem.Status.ANSWERED  # once answered, it may be unmarked
+    check.save()
+    assert seeds_apply(dataset=pool, source=source, remove=True).n_changed == 1

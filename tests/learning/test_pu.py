@@ -265,3 +265,27 @@ def test_predict_checks_dataframe_columns():
         np.testing.assert_array_equal(model.predict_proba(X), expected)
     with pytest.raises(ValueError, match="features"):
         model.predict_proba(X[:, :3])
+
+
+def test_known_negatives_are_trained_on_at_zero(pu_data):
+    """Known negatives (an expert's "not confirmed") keep target 0, are never sampled away, and
+    pull the scores of their region down; marking a positive as one is refused."""
+    X, y, s = pu_data
+    rng = np.random.RandomState(1)
+    negative = (s == 0) & (y == 0) & (X[:, 0] > 1.0) & (rng.rand(len(s)) < 0.5)
+    plain = TwoStepPU(n_estimators=30, max_unlabeled=500, random_state=0).fit(X, s)
+    told = TwoStepPU(n_estimators=30, max_unlabeled=500, random_state=0).fit(
+        X, s, known_negative=negative
+    )
+    # The U sample keeps its size; the known negatives come on top of it.
+    assert told.history_[0]["n_train"] == plain.history_[0]["n_train"] + negative.sum()
+    assert not told.reliable_negative_mask_[negative].any()  # already negatives
+    p_plain = plain.predict_proba(X[negative])[:, 1].mean()
+    p_told = told.predict_proba(X[negative])[:, 1].mean()
+    assert p_told < p_plain
+    with pytest.raises(ValueError, match="marks 1 positive"):
+        TwoStepPU(n_estimators=5).fit(
+            X, s, known_negative=negative | (np.arange(len(s)) == np.flatnonzero(s)[0])
+        )
+    with pytest.raises(ValueError, match="rows"):
+        TwoStepPU(n_estimators=5).fit(X, s, known_negative=negative[:-1])

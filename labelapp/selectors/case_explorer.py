@@ -19,6 +19,8 @@ from django.db.models import F, Q, QuerySet
 from labelapp.models import Case, Dataset
 from labelapp.policy import cases_visible_to
 from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
+from labelapp.selectors.case_lists import pool_state_filter
+from labelapp.selectors.checks import cases_shown_as_regular
 
 PAGE_SIZE = 50
 SORTS = {"score": "score", "time": "ts"}
@@ -62,7 +64,8 @@ def explorer_cases(user: Any, dataset: Dataset, filters: ExplorerFilters) -> Que
     if filters.search:
         cases = cases.filter(Q(case_id=filters.search) | Q(entity_id=filters.search))
     if filters.pool_states:
-        cases = cases.filter(pool_state__in=filters.pool_states)
+        # For an expert, a hidden check counts in the state it is shown in, never as a seed.
+        cases = cases.filter(pool_state_filter(user, cases, list(filters.pool_states)))
     if filters.score_min is not None:
         cases = cases.filter(score__gte=filters.score_min)
     if filters.score_max is not None:
@@ -112,6 +115,7 @@ def explorer_page(
     if len(rows) > page_size:
         last = page.cases[-1]
         page.next_cursor = _cursor_encode(getattr(last, key), last.pk)
+    cases_shown_as_regular(user, page.cases)  # after the cursor: it reads the true sort key
     return page
 
 

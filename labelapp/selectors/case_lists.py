@@ -52,7 +52,7 @@ def case_list(
         current_answer=current_answer_subquery()
     )
     if pool_state:
-        cases = cases.filter(_pool_state_filter(user, cases, pool_state))
+        cases = cases.filter(pool_state_filter(user, cases, pool_state))
     if score_min is not None:
         cases = cases.filter(score__gte=score_min)
     if score_max is not None:
@@ -72,7 +72,7 @@ def case_list(
     return cases.order_by(ordering, "id")
 
 
-def _pool_state_filter(user: Any, cases: QuerySet[Case], pool_state: list[str]) -> Q:
+def pool_state_filter(user: Any, cases: QuerySet[Case], pool_state: list[str]) -> Q:
     """Cases in ``pool_state``; for an expert, a hidden check counts in the state they are shown
     (:func:`labelapp.selectors.checks.shown_pool_states`), never as the seed it is."""
     wanted = Q(pool_state__in=pool_state)

@@ -123,3 +123,23 @@ def test_api_list_filters(toy, admin_client):
     assert admin_client.get(url, {"search": "c0004"}).json()["count"] == 1
     bad = admin_client.get(url, {"where": "open('x')"})
     assert bad.status_code == 400 and "function calls" in bad.json()["errors"]["where"][0]
+
+
+def test_an_expert_cannot_tell_a_hidden_check_apart(toy, expert_user):
+    from labelapp.models import BatchItem
+
+    items = make_batch(toy, size=2)
+    seed = Case.objects.get(case_id="c0000")  # a seed positive, hidden in the batch as a check
+    BatchItem.objects.create(
+        iteration=items[0].iteration, case=seed, position=5, is_check=True, assigned_to=expert_user
+    )
+    for item in items:
+        item.assigned_to = expert_user
+        item.save()
+    shown = explorer_page(expert_user, toy, ExplorerFilters()).cases
+    check = next(c for c in shown if c.case_id == "c0000")
+    assert check.pool_state == PoolState.SHOWN and not check.seed_positive
+    seeds_only = ExplorerFilters(pool_states=(PoolState.POSITIVE,))
+    assert explorer_page(expert_user, toy, seeds_only).cases == []
+    in_batch = ExplorerFilters(pool_states=(PoolState.SHOWN,))
+    assert "c0000" in {c.case_id for c in explorer_page(expert_user, toy, in_batch).cases}

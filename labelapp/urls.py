@@ -37,6 +37,7 @@ urlpatterns = [
     path("", include("labelapp.views.seeds")),
     path("", include("labelapp.views.explorer")),
     path("", include("labelapp.views.checks")),
+    path("", include("labelapp.views.case_map")),
 ]
 
 # Errors outside the views: JSON under /api/, the usual pages elsewhere.

@@ -39,6 +39,7 @@ from django.utils import timezone
 from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion, PoolState
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
+from labelapp.services.case_map import case_map_request
 from labelapp.services.checks import batch_with_checks
 from labelapp.services.chunks import chunk_claim, claim_is_stale
 from labelapp.services.dispatch import ITERATION_SCORE_CHUNK, NEIGHBOR_INDEX_BUILD, task_send
@@ -749,6 +750,9 @@ def stage_finalize(run: Run) -> None:
             previous = model_pointer_flip(dataset_id=dataset.pk, version=version)
             # The similar-cases panel needs the new version's neighbour index (issue 8).
             transaction.on_commit(lambda version_id=version.pk: _neighbor_index_enqueue(version_id))
+            if getattr(settings, "CASE_MAP_AFTER_ITERATION", True):
+                # The version page's map of the cases (issue 16), computed by a worker too.
+                case_map_request(model_version=version)
             rep.finish_stage()
             run.metrics["stage_seconds"] = dict(run.reporter.stage_seconds)
             Iteration.objects.filter(pk=iteration.pk).update(

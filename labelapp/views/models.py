@@ -21,6 +21,7 @@ from labelapp.services.model_versions import (
     model_version_rollback,
     previous_current_version,
 )
+from labelapp.views.case_map import case_map_context
 
 
 @requires(Action.MODEL_VIEW)
@@ -53,6 +54,7 @@ def model_detail_view(request: HttpRequest, pk: int) -> HttpResponse:
             "dataset": version.dataset,
             "is_current": version.dataset.current_model_id == version.pk,
             "lineage": model_version_lineage(version),
+            **case_map_context(version),
         },
     )
 

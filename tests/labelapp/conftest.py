@@ -86,7 +86,8 @@ def start_worker(
     """A real worker process on ``queue`` (its tasks' default queue too); with
     ``beat_schedule``, celery beat runs inside it (``-B``) with its state in that file."""
     # The worker sees the same database and files as the test that started it.
-    env = worker_environment(queue, **(extra_env or {}))
+    # The map of the cases (a UMAP per version) only where a test asks for it: CPU is scarce.
+    env = worker_environment(queue, **{"CASE_MAP_AFTER_ITERATION": "0", **(extra_env or {})})
     # One log per process: two workers on one queue must not write over each other's file.
     log = open(REPO_ROOT / "var" / f"worker-{queue}-{uuid.uuid4().hex[:6]}.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -42,6 +42,7 @@ class Action(StrEnum):
     MODEL_SCORE = "model.score"
     AUDIT = "audit"  # the label-noise audit, "more like this" batches
     PATTERN_MANAGE = "pattern.manage"
+    SEEDS_MANAGE = "seeds.manage"  # mark, unmark and undo seed positives
 
 
 _ADMINS = frozenset({ADMIN})
@@ -63,6 +64,7 @@ RULES: dict[Action, frozenset[str]] = {
     Action.MODEL_SCORE: _ADMINS,
     Action.AUDIT: _ADMINS,
     Action.PATTERN_MANAGE: _ADMINS,
+    Action.SEEDS_MANAGE: _ADMINS,
 }
 
 

@@ -35,6 +35,8 @@ urlpatterns = [
     path("api/", include("labelapp.api.urls")),
     path("", include("labelapp.views.similar")),
     path("", include("labelapp.views.label_audit")),
+    path("", include("labelapp.views.seeds")),
+    path("", include("labelapp.views.explorer")),
     path("", include("labelapp.views.checks")),
     path("", include("labelapp.views.case_map")),
 ]

@@ -18,6 +18,7 @@ from labelapp.policy import Action
 from labelapp.selectors.case_lists import NO_ANSWER, case_detail_queryset, case_list
 from labelapp.selectors.cases import case_batch_item, score_contributions
 from labelapp.selectors.checks import cases_shown_as_regular, labels_shown_with
+from learning.expressions import ExpressionError
 
 ANSWER_CHOICES = [
     Label.Answer.CONFIRMED,
@@ -136,6 +137,15 @@ class CaseListApi(APIView):
             max_value=MAX_ID,
             help_text="Cases selected into this iteration's batch.",
         )
+        where = serializers.CharField(
+            required=False,
+            max_length=2000,
+            help_text='A condition over the case columns, e.g. "amount > 220 and is_night == 1" '
+            "(the seed rules' expression language).",
+        )
+        search = serializers.CharField(
+            required=False, max_length=200, help_text="A case id or an entity id, exactly."
+        )
         ordering = serializers.ChoiceField(choices=ORDERINGS, required=False, default="row")
 
         def validate(self, attrs):
@@ -157,7 +167,10 @@ class CaseListApi(APIView):
         dataset = get_object_or_404(Dataset, name=name)
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        cases = case_list(user=request.user, dataset=dataset, **filters.validated_data)
+        try:
+            cases = case_list(user=request.user, dataset=dataset, **filters.validated_data)
+        except ExpressionError as exc:
+            raise serializers.ValidationError({"where": [str(exc)]}) from exc
         return paginate(
             request,
             self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.urls import path, re_path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from labelapp.api import auth, cases, datasets, errors, iterations, labels, models, scoring
+from labelapp.api import auth, cases, datasets, errors, iterations, labels, models, scoring, seeds
 from labelapp.api.fields import MAX_ID
 
 
@@ -87,6 +87,14 @@ urlpatterns = [
     ),
     path("models/<id:pk>/rules/", models.ModelVersionRulesApi.as_view(), name="api-model-rules"),
     path("score/", scoring.ScoreApi.as_view(), name="api-score"),
+    # seed positives
+    path("datasets/<str:name>/seeds/", seeds.SeedListApplyApi.as_view(), name="api-seeds"),
+    path(
+        "datasets/<str:name>/seeds/preview/",
+        seeds.SeedPreviewApi.as_view(),
+        name="api-seeds-preview",
+    ),
+    path("seeds/<id:pk>/undo/", seeds.SeedUndoApi.as_view(), name="api-seeds-undo"),
     # Last: any other path under /api/ (an unknown one, an id that is not a number) is a JSON 404.
     re_path(r"^(?P<path>.*)$", errors.api_not_found, name="api-not-found"),
 ]

@@ -48,7 +48,8 @@ BENCH_EXPERT = "bench-web-expert"
 BENCH_ADMIN = "bench-web-admin"
 
 
-def main(out_dir: Path, quick: bool) -> dict[str, Any]:
+def bench_dataset():
+    """The dataset the web benchmarks measure: ``BENCH_WEB_DATASET`` (default fraud_handbook)."""
     from django.conf import settings
 
     from labelapp.models import Dataset
@@ -61,6 +62,13 @@ def main(out_dir: Path, quick: bool) -> dict[str, Any]:
             "import it first (python manage.py import_dataset DIR --name NAME) or set "
             "BENCH_WEB_DATASET"
         )
+    return dataset
+
+
+def main(out_dir: Path, quick: bool) -> dict[str, Any]:
+    from django.conf import settings
+
+    dataset = bench_dataset()
     n_requests = REQUESTS_QUICK if quick else REQUESTS_FULL
     load_before = [round(x, 2) for x in os.getloadavg()]
     users = _bench_users()

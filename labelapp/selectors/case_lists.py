@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from labelapp.models import Case, Dataset, Label
 from labelapp.policy import cases_visible_to
 from labelapp.roles import is_admin
+from labelapp.selectors.case_expressions import case_expression_filter, case_expression_parse
 from labelapp.selectors.checks import has_check, shown_pool_states
 
 NO_ANSWER = "none"
@@ -36,18 +37,22 @@ def case_list(
     score_max: float | None = None,
     answer: list[str] | None = None,
     iteration: int | None = None,
+    where: str = "",
+    search: str = "",
     ordering: str = "row",
 ) -> QuerySet[Case]:
     """The dataset's cases visible to ``user``, filtered, with ``current_answer`` annotated.
 
     ``answer`` values are label answers or ``"none"`` (no standing answer); ``iteration`` keeps
-    the cases selected into that iteration's batch.
+    the cases selected into that iteration's batch; ``where`` is a condition in the expression
+    language (``learning.expressions.ExpressionError`` if it is not one); ``search`` a case or
+    entity id.
     """
     cases = cases_visible_to(user, dataset.cases.all()).annotate(
         current_answer=current_answer_subquery()
     )
     if pool_state:
-        cases = cases.filter(_pool_state_filter(user, cases, pool_state))
+        cases = cases.filter(pool_state_filter(user, cases, pool_state))
     if score_min is not None:
         cases = cases.filter(score__gte=score_min)
     if score_max is not None:
@@ -59,10 +64,15 @@ def case_list(
         cases = cases.filter(wanted)
     if iteration is not None:
         cases = cases.filter(batch_items__iteration_id=iteration)
+    if search:
+        cases = cases.filter(Q(case_id=search) | Q(entity_id=search))
+    if where.strip():
+        expression = case_expression_parse(dataset, where)
+        cases = cases.filter(case_expression_filter(dataset, expression))
     return cases.order_by(ordering, "id")
 
 
-def _pool_state_filter(user: Any, cases: QuerySet[Case], pool_state: list[str]) -> Q:
+def pool_state_filter(user: Any, cases: QuerySet[Case], pool_state: list[str]) -> Q:
     """Cases in ``pool_state``; for an expert, a hidden check counts in the state they are shown
     (:func:`labelapp.selectors.checks.shown_pool_states`), never as the seed it is."""
     wanted = Q(pool_state__in=pool_state)

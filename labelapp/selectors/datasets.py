@@ -78,7 +78,7 @@ def dataset_pool_counts(dataset: Dataset) -> dict[str, int]:
 
 #: How the dataset page names each pool state, in the loop's order, with what it means.
 POOL_STATE_ROWS = (
-    (PoolState.POSITIVE, "Seed positives", "marked positive at import (rules, other models)"),
+    (PoolState.POSITIVE, "Seed positives", "known positives: from the import or the Seeds page"),
     (PoolState.CONFIRMED, "Confirmed cash-out", "by an expert; trains as a positive"),
     (
         PoolState.SHOWN,

@@ -125,8 +125,9 @@ def iteration_launch(
         raise IterationParamsError(
             {
                 "positives": f"this dataset has {known} known positive(s) (seed or confirmed); "
-                f"a PU model needs at least {MIN_POSITIVES}. Mark seed positives first (a "
-                "seed_positive column at import)."
+                f"a PU model needs at least {MIN_POSITIVES}. Mark seed positives first: on the "
+                "dataset's Seeds page (a rule, a list of case ids, or case by case), with "
+                "manage.py seeds, or a seed_positive column at import."
             }
         )
     iteration_reap_stale(dataset=dataset)

@@ -99,6 +99,7 @@ def iteration_list_view(request: HttpRequest, name: str) -> HttpResponse:
 def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
     dataset = get_object_or_404(Dataset, name=name)
     form = IterationLaunchForm(request.POST or None, dataset=dataset)
+    needs_seeds = False
     if request.method == "POST" and form.is_valid():
         try:
             iteration = iteration_launch(dataset=dataset, user=request.user, params=form.params)
@@ -107,6 +108,7 @@ def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
             return redirect("iteration-list", name=dataset.name)
         except IterationParamsError as exc:
             form.add_error(None, str(exc))
+            needs_seeds = "positives" in exc.errors
         else:
             messages.success(request, f"Iteration #{iteration.number} queued.")
             return redirect(iteration_url(iteration))
@@ -118,6 +120,7 @@ def iteration_launch_view(request: HttpRequest, name: str) -> HttpResponse:
             "form": form,
             "active": active_iteration(dataset),
             "no_worker": no_worker_message(),
+            "needs_seeds": needs_seeds,
         },
     )
 

@@ -48,6 +48,10 @@ def _import_body(w, persona):
     return {"name": f"up-{persona}", "cases": SimpleUploadedFile("cases.csv", cases.encode())}
 
 
+def _seed_body(w, persona):
+    return {"rule": "amount > 100"}
+
+
 def _launch_body(w, persona):
     return {"batch_size": 5, "n_clusters": 2, "pool_size": 10, "use_embeddings": False}
 
@@ -106,6 +110,15 @@ MATRIX: dict[str, Call] = {
         "get", lambda w: f"/api/models/{w.model_version.pk}/rules/", (409, 409, 403, 401)
     ),
     "score": Call("post", lambda w: "/api/score/", (200, 403, 403, 401), _score_body),
+    "seeds list": Call("get", lambda w: "/api/datasets/toy/seeds/", (200, 403, 403, 401)),
+    "seeds preview": Call(
+        "post", lambda w: "/api/datasets/toy/seeds/preview/", (200, 403, 403, 401), _seed_body
+    ),
+    "seeds apply": Call(
+        "post", lambda w: "/api/datasets/toy/seeds/", (200, 403, 403, 401), _seed_body
+    ),
+    # No seed change exists in the world: admins reach the lookup (404), others are refused.
+    "seeds undo": Call("post", lambda w: "/api/seeds/999999/undo/", (404, 403, 403, 401)),
 }
 
 
@@ -162,6 +175,9 @@ def test_every_api_route_is_in_the_matrix():
         "cases/<id:pk>/",
         "datasets/<str:name>/queue/next/",
         "labels/",
+        "datasets/<str:name>/seeds/",
+        "datasets/<str:name>/seeds/preview/",
+        "seeds/<id:pk>/undo/",
         "labels/<id:pk>/undo/",
         "datasets/<str:name>/models/",
         "models/<id:pk>/",

@@ -103,6 +103,11 @@ PAGES = {
     "label-audit-send": (lambda w: {"name": w.dataset.name}, False),
     "label-audit-reviews": (lambda w: {}, False),
     "label-audit-review": (lambda w: {"pk": w.flag.pk}, True),
+    "seeds": (lambda w: {"name": w.dataset.name}, False),
+    "seeds-apply": (lambda w: {"name": w.dataset.name}, False),
+    "seeds-undo": (lambda w: {"name": w.dataset.name, "pk": 1}, False),
+    "case-seed": (lambda w: {"pk": w.hidden_case.pk}, True),
+    "case-explorer": (lambda w: {"name": w.dataset.name}, False),
 }
 
 
@@ -173,6 +178,14 @@ SAME_THING = {
     "queue next": (
         ("post", lambda w: "/datasets/toy/queue/next/"),
         ("post", lambda w: "/api/datasets/toy/queue/next/"),
+    ),
+    "seeds": (
+        ("get", lambda w: "/datasets/toy/seeds/"),
+        ("get", lambda w: "/api/datasets/toy/seeds/"),
+    ),
+    "case explorer": (
+        ("get", lambda w: "/datasets/toy/cases/"),
+        ("get", lambda w: "/api/datasets/toy/cases/"),
     ),
     "iteration list": (
         ("get", lambda w: "/datasets/toy/iterations/"),

@@ -15,6 +15,7 @@ PARTS = {
     "learning": "learning.bench.speed",
     "encoder": "encoders.bench.speed",
     "web": "labelapp.benchmarks.web",
+    "explorer": "labelapp.benchmarks.explorer",
     "neighbors": "learning.bench.neighbors_speed",
     "loop": "labelapp.benchmarks.loop",
     "import": "labelapp.benchmarks.imports",

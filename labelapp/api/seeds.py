@@ -6,8 +6,8 @@ The same rules, preview and audit trail as the Seeds page (:mod:`labelapp.select
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, extend_schema_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -149,11 +149,18 @@ class SeedListApplyApi(APIView):
     @extend_schema(
         operation_id="seeds_apply",
         request=SeedRequestSerializer,
-        responses={200: SeedChangeSerializer, **error_responses(400, 401, 403, 404)},
+        responses={
+            200: SeedChangeSerializer,
+            204: OpenApiResponse(
+                description="Nothing to change: every matched case is already as asked (or "
+                "keeps an expert's answer); no change was recorded."
+            ),
+            **error_responses(400, 401, 403, 404),
+        },
     )
     def post(self, request: Request, name: str) -> Response:
         """Mark (or unmark) the cases, all or nothing; returns the change (undo it by its id).
-        With nothing to change: 200 and ``{"id": null, ...}``."""
+        With nothing to change: 204 and no body (preview first to see why)."""
         dataset = get_object_or_404(Dataset, name=name)
         body = SeedRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -168,7 +175,7 @@ class SeedListApplyApi(APIView):
         except ValueError as exc:
             raise _bad_source(exc) from exc
         if result.event is None:
-            return Response({"id": None, "verb": None, "data": {"n_changed": 0}})
+            return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(SeedChangeSerializer(result.event).data)
 
 

@@ -50,6 +50,7 @@ def test_every_api_detail_route_is_tested():
             "models/abc/",
             "models/abc/promote/",
             "models/abc/download/",
+            "models/abc/rules/",
             "seeds/abc/undo/",
         ]
     )

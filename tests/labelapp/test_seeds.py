@@ -273,6 +273,10 @@ def test_api_preview_apply_list_undo(pool, admin_client, expert_client):
         reverse("api-seeds", args=["toy"]), {"rule": RULE}, content_type="application/json"
     ).json()
     assert change["verb"] == "seeds.mark" and change["data"]["n_changed"] == 5
+    same = admin_client.post(
+        reverse("api-seeds", args=["toy"]), {"rule": RULE}, content_type="application/json"
+    )
+    assert same.status_code == 204 and not same.content  # nothing left to change: no record
     listed = admin_client.get(reverse("api-seeds", args=["toy"])).json()
     assert [c["id"] for c in listed["results"]] == [change["id"]]
     undo = admin_client.post(reverse("api-seeds-undo", args=[change["id"]]))

@@ -244,8 +244,17 @@ class BatchItem(models.Model):
         indexes = [models.Index(fields=["status", "lease_expires_at"])]
 
 
+class LabelQuerySet(models.QuerySet):
+    def without_checks(self) -> LabelQuerySet:
+        """Answers about the cases: those given to hidden checks left out (they measure the
+        expert and train nothing)."""
+        return self.exclude(batch_item__is_check=True)
+
+
 class Label(models.Model):
     """One answer of an expert. History is append-only: an undo is a new row, never a delete."""
+
+    objects = LabelQuerySet.as_manager()
 
     class Answer(models.TextChoices):
         CONFIRMED = "confirmed", "Confirmed cash-out"

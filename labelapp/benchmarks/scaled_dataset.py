@@ -99,23 +99,16 @@ def make_scaled_dataset(
     schema = json.loads(schema_path.read_text()) if schema_path.exists() else {}
     if schema_path.exists():
         shutil.copyfile(schema_path, out / "schema.json")
-    columns = pq.read_schema(cases_src).names
-    result = {"factor": factor, "events": 0}
-    result["cases"] = _copy_table(
-        cases_src,
-        out / "cases.parquet",
-        factor,
-        identifier_columns(schema, "cases", columns),
-        log,
-    )
-    events_src = src / "events.parquet"
-    if events_src.exists():
-        event_columns = pq.read_schema(events_src).names
-        result["events"] = _copy_table(
-            events_src,
-            out / "events.parquet",
-            factor,
-            identifier_columns(schema, "events", event_columns),
-            log,
-        )
+    result = {"factor": factor, "cases": 0, "events": 0}
+    for table in ("cases", "events"):
+        path = src / f"{table}.parquet"
+        if path.exists():
+            columns = pq.read_schema(path).names
+            result[table] = _copy_table(
+                path,
+                out / f"{table}.parquet",
+                factor,
+                identifier_columns(schema, table, columns),
+                log,
+            )
     return result

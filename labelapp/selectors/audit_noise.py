@@ -29,7 +29,7 @@ class ExpertAnswers:
 def expert_answers(dataset: Dataset) -> ExpertAnswers:
     values = list(
         Label.objects.filter(case__dataset=dataset, answer__in=SETTLING, undone_by__isnull=True)
-        .exclude(batch_item__is_check=True)
+        .without_checks()
         .order_by("created_at", "id")
         .values_list("case__row", "user__username", "answer", "review_round")
     )
@@ -98,7 +98,7 @@ def reviews_for(user: Any) -> QuerySet[NoiseFlag]:
 def first_answers(flag: NoiseFlag) -> list[Label]:
     return list(
         Label.objects.filter(case=flag.case, answer__in=SETTLING, undone_by__isnull=True)
-        .exclude(batch_item__is_check=True)
+        .without_checks()
         .select_related("user")
         .order_by("created_at", "id")
     )

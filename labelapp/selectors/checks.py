@@ -208,7 +208,7 @@ def answerers_with_recall(dataset: Dataset, case_ids: Iterable[int]) -> dict[int
     labels = (
         Label.objects.filter(case_id__in=list(case_ids), answer__in=SETTLING)
         .filter(undone_by__isnull=True)
-        .exclude(batch_item__is_check=True)
+        .without_checks()
         .order_by("created_at", "id")
         .values_list("case_id", "user_id", "user__username", "answer")
     )

@@ -67,7 +67,7 @@ def expert_stats(
     recall = check_recall_by_user(dataset=dataset, user=user) if with_checks else {}
     rows = Label.objects.all()
     if with_checks:
-        rows = rows.exclude(batch_item__is_check=True)
+        rows = rows.without_checks()
     if dataset is not None:
         rows = rows.filter(case__dataset=dataset)
     if user is not None:

@@ -133,7 +133,7 @@ def _answers(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             answer__in=(Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED),
             undone_by__isnull=True,
         )
-        .exclude(batch_item__is_check=True)
+        .without_checks()
         .order_by("created_at", "id")
         .values_list("case__row", "answer", "created_at")
     )

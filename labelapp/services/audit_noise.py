@@ -77,7 +77,7 @@ def noise_audit_run(*, dataset: Dataset, user: Any = None) -> dict[str, Any]:
     answered = set(
         Label.objects.filter(case__dataset=dataset, case__row__in=rows)
         .exclude(answer=Label.Answer.UNDONE)
-        .exclude(batch_item__is_check=True)
+        .without_checks()
         .values_list("case__row", flat=True)
     )
     with transaction.atomic():
@@ -186,7 +186,7 @@ def _settled_labels(case: Case) -> list[Label]:
             case=case,
             answer__in=[Label.Answer.CONFIRMED, Label.Answer.NOT_CONFIRMED],
             undone_by__isnull=True,
-        ).exclude(batch_item__is_check=True)
+        ).without_checks()
     )
 
 

@@ -144,7 +144,7 @@ def _label_counts(model_version: ModelVersion) -> dict[str, int]:
     """Standing answers on the dataset's cases when the model was trained."""
     labels = Label.objects.filter(
         case__dataset=model_version.dataset, created_at__lte=model_version.created_at
-    ).exclude(batch_item__is_check=True)  # hidden checks measure experts, they train nothing
+    ).without_checks()  # hidden checks measure experts, they train nothing
     undone = set(labels.filter(undoes__isnull=False).values_list("undoes_id", flat=True))
     counts = Counter(
         answer

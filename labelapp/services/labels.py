@@ -271,7 +271,7 @@ def _case_rows(case: Case, item: BatchItem | None = None) -> list[Label]:
     if item is not None and item.is_check:
         rows = rows.filter(batch_item=item)
     else:
-        rows = rows.exclude(batch_item__is_check=True)
+        rows = rows.without_checks()
     return list(rows.select_related("user").order_by("created_at", "id"))
 
 

@@ -31,6 +31,7 @@ Writes ``report.json`` and ``report.md`` into ``--out`` and prints the table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 import warnings
@@ -92,14 +93,24 @@ class Problem:
     categorical: list[int]
     loop: ActiveLoop
 
-    def imputed(self) -> tuple[np.ndarray, np.ndarray]:
+    @functools.cached_property
+    def _imputed(self) -> tuple[np.ndarray, np.ndarray]:
         imp = SimpleImputer(strategy="median", keep_empty_features=True).fit(self.X_train)
         return imp.transform(self.X_train), imp.transform(self.X_test)
 
-    def standardized(self) -> tuple[np.ndarray, np.ndarray]:
-        train, test = self.imputed()
+    @functools.cached_property
+    def _standardized(self) -> tuple[np.ndarray, np.ndarray]:
+        train, test = self._imputed
         scaler = StandardScaler().fit(train)
         return scaler.transform(train), scaler.transform(test)
+
+    def imputed(self) -> tuple[np.ndarray, np.ndarray]:
+        """Train and test matrices, median-imputed on the train part (computed once)."""
+        return self._imputed
+
+    def standardized(self) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`imputed`, then standardized on the train part (computed once)."""
+        return self._standardized
 
 
 def peer_split(ds: Dataset, seed: int) -> Split:

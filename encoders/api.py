@@ -18,12 +18,13 @@ import torch
 from encoders import checkpoint
 from encoders import threads as torch_threads
 from encoders.embed import chunk_keys, chunk_plan, embed_cases, read_done
-from encoders.featurize import Featurizer, _ts_ns, case_positions
+from encoders.featurize import Featurizer, _ts_ns, case_positions, with_case_events
 from encoders.model import AutoRiskConfig, AutoRiskEncoder
 from encoders.pretrain import PretrainConfig, pretrain
 
 Progress = Callable[[int, int, dict], None]
 EMBED_CHUNK_EVENTS = 200_000
+READ_AT = "own-event"  # where a case reads its sequence (part of an embedding job's fingerprint)
 
 
 def read_table(data_dir: Path, name: str, columns: list[str] | None = None) -> pd.DataFrame | None:
@@ -52,8 +53,9 @@ def read_events(data_dir: Path) -> pd.DataFrame:
     return events
 
 
-def read_case_keys(data_dir: Path) -> pd.DataFrame:
-    """``entity_id`` and, where present, ``ts`` of every case, in file order."""
+def read_case_keys(data_dir: Path, fields: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    """``entity_id`` and, where present, ``ts`` and the columns ``fields`` of every case, in
+    file order."""
     data_dir = Path(data_dir)
     parquet = data_dir / "cases.parquet"
     if parquet.exists():
@@ -62,8 +64,18 @@ def read_case_keys(data_dir: Path) -> pd.DataFrame:
         names = pq.read_schema(parquet).names
     else:
         names = pd.read_csv(data_dir / "cases.csv", nrows=0).columns.tolist()
-    columns = [c for c in ("entity_id", "ts") if c in names]
+    wanted = ("entity_id", "ts", *(f for f in fields if f not in {"entity_id", "ts"}))
+    columns = [c for c in wanted if c in names]
     return read_table(data_dir, "cases", columns=columns)
+
+
+def read_sequence_events(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The events to encode (with every case's own event, :func:`with_case_events`) and the
+    cases' keys, in file order."""
+    events = read_events(data_dir)
+    cases = read_case_keys(data_dir, fields=list(events.columns))
+    events = with_case_events(events, cases)
+    return events, cases[[c for c in ("entity_id", "ts") if c in cases.columns]]
 
 
 def dataset_fingerprint(data_dir: Path) -> str:
@@ -105,7 +117,7 @@ def pretrain_for_dataset(
     """
     torch_threads.configure(threads)
     torch.manual_seed(seed)
-    events = read_events(data_dir)
+    events, _ = read_sequence_events(data_dir)
     featurizer = Featurizer().fit(events, read_schema(data_dir))
     seqs = featurizer.sequences(events)
     del events
@@ -119,7 +131,7 @@ def pretrain_for_dataset(
 def random_checkpoint_for_dataset(data_dir: Path, out_path: Path, *, seed: int = 0) -> Path:
     """A randomly initialized encoder with the dataset's featurizer (the quality baseline)."""
     torch.manual_seed(seed)
-    events = read_events(data_dir)
+    events, _ = read_sequence_events(data_dir)
     featurizer = Featurizer().fit(events, read_schema(data_dir))
     model = build_model(featurizer)
     return checkpoint.save(Path(out_path), model.eval(), featurizer, {"random_init": True})
@@ -148,13 +160,13 @@ class ChunkedEmbedding:
         self.out_path = Path(out_path)
         self.progress_path = Path(str(out_path) + ".progress.json")
         self.model, featurizer = checkpoint.load(checkpoint_path)
-        cases = read_case_keys(data_dir)
-        self.n_cases, self.dim = len(cases), self.model.config.out_dim
+        events, cases = read_sequence_events(data_dir)
+        self.n_cases, self.dim = len(cases), self.model.config.embedding_dim
         # The chunk size is part of it: chunk numbers mean other entities under another size.
         self.fingerprint = (
             f"{dataset_fingerprint(data_dir)}:{_file_id(checkpoint_path)}:{self.chunk_events}"
+            f":{READ_AT}"
         )
-        events = read_events(data_dir)
         self.seqs = featurizer.sequences(events)
         del events
         ts = _ts_ns(cases["ts"]) if "ts" in cases.columns else None
@@ -223,7 +235,7 @@ class ChunkedEmbedding:
         return [key for key in granted if key not in before]
 
     def result(self) -> np.ndarray:
-        """(n_cases, out_dim) float32 read-only memmap."""
+        """(n_cases, embedding_dim) float32 read-only memmap."""
         return np.load(self.out_path, mmap_mode="r")
 
 
@@ -244,7 +256,7 @@ def embed_dataset(
 
     Returns
     -------
-    (n_cases, out_dim) float32 read-only memmap.
+    (n_cases, embedding_dim) float32 read-only memmap.
     """
     torch_threads.configure(threads)
     job = ChunkedEmbedding(checkpoint_path, data_dir, out_path)

@@ -53,7 +53,8 @@ def plan_segments(seqs: EntitySequences, entities: np.ndarray, segment_len: int,
 
 
 def _states_for_segments(model: AutoRiskEncoder, seqs: EntitySequences, segments: list[Segment]):
-    """Pooling states (n_rows, 2D) for the rows each segment reads, and those rows."""
+    """Pooling states (n_rows, 2D) for the rows each segment reads, those rows' next-event
+    surprise (n_rows, n_fields; None without the head), and the rows."""
     T = max(s.length for s in segments)
     index = np.full((len(segments), T), -1, dtype=np.int64)
     for i, s in enumerate(segments):
@@ -66,7 +67,9 @@ def _states_for_segments(model: AutoRiskEncoder, seqs: EntitySequences, segments
     )
     offs = np.concatenate([np.arange(s.read_from - s.start, s.length) for s in segments])
     rows = np.concatenate([np.arange(s.read_from, s.start + s.length) for s in segments])
-    return states[torch.from_numpy(seg_idx), torch.from_numpy(offs)], rows
+    at = (torch.from_numpy(seg_idx), torch.from_numpy(offs))
+    surprise = model.next_event_nll(h, batch)[at] if model.config.next_event else None
+    return states[at], surprise, rows
 
 
 def chunk_plan(seqs: EntitySequences, chunk_events: int) -> list[np.ndarray]:
@@ -102,12 +105,12 @@ def embed_cases(
     progress: Progress | None = None,
     claim: Callable[[str], bool] | None = None,
 ) -> np.ndarray:
-    """Write one vector per case into ``out`` (n_cases, out_dim); resumable by chunk.
+    """Write one vector per case into ``out`` (n_cases, embedding_dim); resumable by chunk.
 
     Parameters
     ----------
     entity_index, position, case_gap : (n_cases,) from :func:`case_positions`.
-    out : (n_cases, out_dim) float32 array, typically a ``.npy`` memmap.
+    out : (n_cases, embedding_dim) float32 array, typically a ``.npy`` memmap.
     progress_path : JSON sidecar listing finished chunks; chunks listed there are skipped.
     claim : called with a chunk's key (``"empty"``, ``"chunk<c>"``) before it is embedded; a
         chunk whose claim returns False is left to whoever claimed it. Several processes can so
@@ -130,6 +133,8 @@ def embed_cases(
         if len(empty_cases):
             dim = 2 * cfg.d_model
             vec = model.pool(torch.zeros(1, dim), torch.zeros(1), torch.ones(1, dtype=torch.bool))
+            if cfg.next_event:  # no event of its own to be surprised by
+                vec = torch.cat([vec, torch.zeros(1, cfg.n_fields)], dim=-1)
             out[empty_cases] = vec.numpy()
         done.add("empty")
         _write_done(progress_path, fingerprint, n_cases, done)
@@ -151,7 +156,7 @@ def embed_cases(
         cases_by_row = case_rows[row_to_case_order]
         rows_sorted = position[cases_by_row]
         for group in _token_groups(segments, batch_tokens):
-            states, rows = _states_for_segments(model, seqs, group)
+            states, surprise, rows = _states_for_segments(model, seqs, group)
             a = np.searchsorted(rows_sorted, rows.min(), side="left")
             b = np.searchsorted(rows_sorted, rows.max(), side="right")
             want = cases_by_row[a:b]
@@ -161,11 +166,12 @@ def embed_cases(
             at = row_order[found]
             keep = rows[at] == want_rows  # rows of this group only (groups may interleave)
             want, at = want[keep], at[keep]
-            vec = model.pool(
-                states[torch.from_numpy(at)],
-                torch.from_numpy(case_gap[want].astype(np.float32)),
-                torch.zeros(len(want), dtype=torch.bool),
-            )
+            gap = torch.from_numpy(case_gap[want].astype(np.float32))
+            not_empty = torch.zeros(len(want), dtype=torch.bool)
+            vec = model.pool(states[torch.from_numpy(at)], gap, not_empty)
+            if surprise is not None:
+                own = model.own_event_surprise(surprise[torch.from_numpy(at)], gap, not_empty)
+                vec = torch.cat([vec, own], dim=-1)
             out[want] = vec.numpy()
             written += len(want)
             if progress is not None:
@@ -236,17 +242,17 @@ def embed_cases_windowed(
     *,
     batch_size: int = 256,
 ) -> np.ndarray:
-    """Reference path: encode each case's own last ``max_len`` events. (n_cases, out_dim).
+    """Reference path: encode each case's own last ``max_len`` events. (n_cases, embedding_dim).
 
     Slow (every case re-encodes an overlapping window); :func:`embed_cases` must agree with it.
     """
     from encoders.batches import case_windows
 
     model.eval()
-    out = np.zeros((len(position), model.config.out_dim), dtype=np.float32)
+    out = np.zeros((len(position), model.config.embedding_dim), dtype=np.float32)
     for a in range(0, len(position), batch_size):
         index = case_windows(seqs, position[a : a + batch_size], model.config.max_len)
         batch = make_batch(seqs.features, index)
-        vec, _ = model(batch, case_gap=torch.from_numpy(case_gap[a : a + batch_size]))
-        out[a : a + batch_size] = vec.numpy()
+        gap = torch.from_numpy(case_gap[a : a + batch_size])
+        out[a : a + batch_size] = model.case_vectors(batch, case_gap=gap).numpy()
     return out

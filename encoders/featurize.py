@@ -11,8 +11,10 @@ Every event becomes a fixed set of model inputs, computed once for the whole tab
   to the case is a per-case input (:func:`case_positions`);
 - text fields: character n-grams hashed into ``text_buckets`` ids (mean-pooled by the model).
 
-A case's sequence is its entity's events strictly before the case's ``ts``, the last L of them.
-Events are stored sorted by (entity, ts), so each entity's whole history is one contiguous slice.
+A case's sequence is its entity's events up to the case's ``ts``, the last L of them, ending with
+the case's own event (:func:`case_positions`; :func:`with_case_events` adds the case's own event
+from its fields where the events table lacks it). Events are stored sorted by (entity, ts), so
+each entity's whole history is one contiguous slice.
 """
 
 from __future__ import annotations
@@ -333,15 +335,25 @@ def _event_field_spec(events: pd.DataFrame, schema: dict | None) -> dict[str, li
 
 
 def case_positions(
-    seqs: EntitySequences, entity_id: np.ndarray, ts: np.ndarray | None
+    seqs: EntitySequences,
+    entity_id: np.ndarray,
+    ts: np.ndarray | None,
+    *,
+    own_event: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where each case reads its sequence: the last event of its entity strictly before ``ts``.
+    """Where each case reads its sequence: the last event of its entity at or before ``ts``.
+
+    With ``own_event`` (the default) the case's own event, the one at its ``ts``
+    (:func:`with_case_events` adds it where the events table lacks it), is the last position:
+    what the case itself carries (its amount, terminal, time) is known when it is scored.
+    Without it, the last event strictly before ``ts``. Nothing after ``ts`` counts either way.
 
     Parameters
     ----------
     seqs : EntitySequences.
     entity_id : (n_cases,) entity of each case.
     ts : (n_cases,) int64 nanoseconds, or None (then every event of the entity counts).
+    own_event : bool, read at the case's own event (True) or just before it (False).
 
     Returns
     -------
@@ -359,15 +371,17 @@ def case_positions(
         case_gap = np.zeros(len(entity_id), dtype=np.float32)
         position = np.where(n_before > 0, end - 1, -1)
         return entity_index, position.astype(np.int64), case_gap
-    # Merge cases into the sorted events: cases sort before events of equal (entity, ts), so the
-    # count of events ahead of a case is the row just past its last strictly earlier event.
+    # Merge cases into the sorted events: a case sorts after (own_event) or before the events of
+    # equal (entity, ts), so the count of events ahead of it is the row just past its last
+    # event at (or strictly before) its ts.
     ent_of_event = np.repeat(np.arange(len(seqs.entity_ids), dtype=np.int64), seqs.lengths)
     ts = np.asarray(ts, dtype=np.int64)
     n_ev, n_case = len(ent_of_event), len(entity_id)
     ent = np.concatenate([ent_of_event, entity_index])
     times = np.concatenate([seqs.ts, ts])
     is_event = np.concatenate([np.ones(n_ev, np.int8), np.zeros(n_case, np.int8)])
-    merged = np.lexsort((is_event, times, ent))
+    tie = (1 - is_event) if own_event else is_event
+    merged = np.lexsort((tie, times, ent))
     events_before = np.cumsum(is_event[merged]) - is_event[merged]
     found = np.empty(n_case, dtype=np.int64)
     case_slots = merged >= n_ev
@@ -378,3 +392,30 @@ def case_positions(
     gap_s = (ts[valid] - seqs.ts[found[valid]]) / 1e9
     case_gap[valid] = np.log1p(np.maximum(gap_s, 0.0)) / GAP_SCALE
     return entity_index, position, case_gap
+
+
+def with_case_events(events: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
+    """``events`` plus each case's own event where the table lacks one.
+
+    A case's own event is an event of its entity at its ``ts``; where none exists (the events
+    table holds other behaviour than the cases themselves), one is made from the case's values of
+    the event fields it carries (``amount``, ``terminal_id``, ...: the columns both tables have).
+    Cases without ``ts`` or without any event field add nothing.
+    """
+    fields = [c for c in events.columns if c not in {"entity_id", "ts"} and c in cases.columns]
+    if "ts" not in cases.columns or "ts" not in events.columns or not fields or cases.empty:
+        return events
+    keys = ["entity_id", "ts"]
+    case_keys = cases[keys].assign(entity_id=cases["entity_id"].astype(str))
+    case_keys["ts"] = _ts_ns(cases["ts"])
+    event_keys = pd.DataFrame(
+        {"entity_id": events["entity_id"].astype(str).to_numpy(), "ts": _ts_ns(events["ts"])}
+    )
+    known = pd.MultiIndex.from_frame(event_keys.drop_duplicates())
+    missing = ~pd.MultiIndex.from_frame(case_keys).isin(known)
+    if not missing.any():
+        return events
+    own = cases.loc[missing, ["entity_id", "ts", *fields]].drop_duplicates(subset=keys)
+    own = own.assign(ts=pd.to_datetime(_ts_ns(own["ts"]), unit="ns"))
+    base = events.assign(ts=pd.to_datetime(_ts_ns(events["ts"]), unit="ns"))
+    return pd.concat([base, own], ignore_index=True)

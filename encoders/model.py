@@ -38,6 +38,20 @@ class AutoRiskConfig:
     max_len: int = 256  # L: a case's sequence is its last L events
     out_dim: int = 64
     dropout: float = 0.0
+    # A next-event head: p(event t's fields | events before t, t's timing). Its negative
+    # log-likelihood of a case's own event (how surprising the event is for this entity) joins
+    # the case's vector, one column per field (:attr:`embedding_dim`).
+    next_event: bool = True
+
+    @property
+    def n_fields(self) -> int:
+        """Event fields the heads predict: the categorical ones, then the numeric buckets."""
+        return len(self.cat_cardinalities) + self.n_numeric
+
+    @property
+    def embedding_dim(self) -> int:
+        """Columns of a case's embedding: the pooled vector, then one surprise per field."""
+        return self.out_dim + (self.n_fields if self.next_event else 0)
 
     @property
     def receptive_field(self) -> int:
@@ -93,10 +107,13 @@ class EventEmbedding(nn.Module):
         if event_mask is not None:
             # masked events keep their timing but hide every field value
             content = torch.where(event_mask.unsqueeze(-1), self.mask_token, content)
-        timing = (
+        return self.ln(content + self.timing(batch))  # (B, T, D)
+
+    def timing(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The part of each event's embedding known before its fields: gap, hour, weekday."""
+        return (
             self.time(batch["time_num"]) + self.hour(batch["hour"]) + self.weekday(batch["weekday"])
         )
-        return self.ln(content + timing)  # (B, T, D)
 
 
 class GatedSeparableConv(nn.Module):
@@ -205,6 +222,12 @@ class AutoRiskEncoder(nn.Module):
         self.num_heads = nn.ModuleList(
             nn.Linear(d, config.num_buckets + 1) for _ in range(config.n_numeric)
         )
+        if config.next_event:
+            self.next_in = nn.LayerNorm(d)
+            self.next_heads = nn.ModuleList(
+                [nn.Linear(d, n) for n in config.cat_cardinalities]
+                + [nn.Linear(d, config.num_buckets + 1) for _ in range(config.n_numeric)]
+            )
 
     def hidden(self, batch: dict[str, torch.Tensor], event_mask: torch.Tensor | None = None):
         """Per-position hidden states (B, T, D); position t sees events <= t only."""
@@ -247,6 +270,21 @@ class AutoRiskEncoder(nn.Module):
         loss : masked event modeling loss over ``event_mask`` positions when ``targets``
             (``cat`` (B, T, C) and ``num_bucket`` (B, T, M) of the unmasked events) are given.
         """
+        output, h = self.encode(batch, case_gap=case_gap, event_mask=event_mask)
+        loss = None
+        if targets is not None and event_mask is not None:
+            loss = self.masked_event_loss(h, targets, event_mask & batch["mask"])
+        return output, loss
+
+    def encode(
+        self,
+        batch: dict[str, torch.Tensor],
+        *,
+        case_gap: torch.Tensor | None = None,
+        event_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled vector (B, out_dim) at each sequence's last real event, and the hidden
+        states (B, T, D)."""
         mask = batch["mask"]
         B = mask.shape[0]
         h = self.hidden(batch, event_mask)  # (B, T, D)
@@ -256,11 +294,57 @@ class AutoRiskEncoder(nn.Module):
         read = states[torch.arange(B), last]  # (B, 2D)
         if case_gap is None:
             case_gap = torch.zeros(B, dtype=h.dtype, device=h.device)
-        output = self.pool(read, case_gap, lengths == 0)
-        loss = None
-        if targets is not None and event_mask is not None:
-            loss = self.masked_event_loss(h, targets, event_mask & mask)
-        return output, loss
+        return self.pool(read, case_gap, lengths == 0), h
+
+    def case_vectors(
+        self, batch: dict[str, torch.Tensor], *, case_gap: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A case's whole embedding (B, embedding_dim): the pooled vector read at the sequence's
+        last real event, then (with the next-event head) that event's per-field surprise."""
+        output, h = self.encode(batch, case_gap=case_gap)
+        if not self.config.next_event:
+            return output
+        lengths = batch["mask"].sum(1)
+        last = (lengths - 1).clamp(min=0)
+        surprise = self.next_event_nll(h, batch)[torch.arange(len(last)), last]
+        return torch.cat([output, self.own_event_surprise(surprise, case_gap, lengths == 0)], -1)
+
+    def own_event_surprise(
+        self, surprise: torch.Tensor, case_gap: torch.Tensor | None, empty: torch.Tensor
+    ) -> torch.Tensor:
+        """Surprise columns of read-off events, zero where the event read is not the case's own
+        (it lies before the case: gap > 0) or there is none."""
+        keep = ~empty
+        if case_gap is not None:
+            keep = keep & (case_gap <= 0)
+        return torch.where(keep.unsqueeze(-1), surprise, torch.zeros_like(surprise))
+
+    def next_event_nll(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-field surprise (B, T, n_fields): -log p(event t's field | h_{t-1}, t's timing).
+
+        ``h`` are the hidden states of ``batch``; position 0 reads a zero state (a first event,
+        or the first position of a cut window). A missing field gives 0. Position t uses only
+        events before t and t's own timing, so the causal guarantee holds.
+        """
+        prev = F.pad(h[:, :-1], (0, 0, 1, 0))
+        z = self.next_in(prev + self.embed.timing(batch))
+        targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)  # (B, T, n_fields)
+        out = []
+        for j, head in enumerate(self.next_heads):
+            logp = F.log_softmax(head(z), dim=-1)
+            y = targets[..., j]
+            nll = -logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            out.append(torch.where(y > 0, nll, torch.zeros_like(nll)))
+        return torch.stack(out, dim=-1)
+
+    def next_event_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean next-event surprise over real events after each window's first position."""
+        nll = self.next_event_nll(h, batch)[:, 1:]
+        targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)[:, 1:]
+        where = (targets > 0) & batch["mask"][:, 1:].unsqueeze(-1)
+        if not where.any():
+            return h.sum() * 0.0
+        return nll[where].mean()
 
     def masked_event_loss(self, h: torch.Tensor, targets: dict[str, torch.Tensor], where):
         """Mean cross-entropy of the hidden fields at ``where`` (B, T) positions."""

@@ -7,12 +7,18 @@
   same encoder, and tell which (A, B) pairs of the batch come from the same window (a
   batch-softmax over cosine similarities, both directions).
 
-The loss is ``mem_weight * mem + qt_weight * qt``; training stops on a time budget, a step budget,
-or when the smoothed loss stops improving.
+- Next event: predict each event's fields from the state just before it and its own timing (the
+  head whose surprise at a case's own event joins the case's vector).
+
+The loss is ``mem_weight * mem + qt_weight * qt + next_weight * next``. The budget is sized to the
+data: ``epochs`` passes over the events (at least ``min_steps`` steps), capped by ``minutes``
+and ``max_steps``; training stops earlier when the held-out loss (fixed pairs, evaluated every
+``eval_every`` steps) has not improved for ``patience`` steps.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,15 +45,26 @@ class PretrainConfig:
     mem_weight: float = 1.0
     qt_weight: float = 1.0
     qt_temperature: float = 0.1
+    next_weight: float = 1.0
+    epochs: float | None = 4.0  # passes over the events; None: no data-sized step budget
     minutes: float = 5.0
     clock: str = "wall"  # "wall", or "process": CPU time of this process (busy shared machines)
     max_steps: int | None = None
     min_steps: int = 100
-    patience: int = 150  # steps without a tol-relative improvement of the smoothed loss
+    patience: int = 150  # steps without a tol-relative improvement of the held-out loss
     tol: float = 2e-3
     log_every: int = 10
+    eval_every: int = 25
     eval_size: int = 256
     seed: int = 0
+
+    def data_steps(self, n_events: int) -> int | None:
+        """The step budget ``epochs`` passes over ``n_events`` events take (at least
+        ``min_steps``); None without ``epochs``."""
+        if self.epochs is None:
+            return None
+        per_step = self.batch_size * self.seq_len
+        return max(self.min_steps, math.ceil(self.epochs * n_events / per_step))
 
 
 def sample_pairs(
@@ -88,8 +105,9 @@ def pair_losses(
     second: np.ndarray,
     config: PretrainConfig,
     generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked-event loss and Quick-Thought loss of one batch of (A, B) pairs."""
+) -> dict[str, torch.Tensor]:
+    """Masked-event, Quick-Thought and (with the head) next-event losses of one batch of (A, B)
+    pairs."""
     B = first.shape[0]
     index = np.concatenate([first, second])
     index = index[:, : max(1, int((index >= 0).sum(1).max()))]  # drop all-padding columns
@@ -100,23 +118,34 @@ def pair_losses(
     gap_to_b = batch["time_num"][B:, 0, 0]
     case_gap = torch.cat([gap_to_b, torch.zeros(B)])
     targets = {"cat": batch["cat"], "num_bucket": batch["num_bucket"]}
-    out, mem = model(batch, case_gap=case_gap, event_mask=event_mask, targets=targets)
+    out, h = model.encode(batch, case_gap=case_gap, event_mask=event_mask)
+    losses = {"mem": model.masked_event_loss(h, targets, event_mask & mask)}
     u = F.normalize(out[:B], dim=-1)
     v = F.normalize(out[B:], dim=-1)
     logits = u @ v.T / config.qt_temperature  # (B, B): row i's match is column i
     labels = torch.arange(B)
-    qt = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
-    return mem, qt
+    losses["qt"] = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+    if model.config.next_event:
+        losses["next"] = model.next_event_loss(h, batch)
+    return losses
+
+
+def total_loss(losses: dict[str, torch.Tensor], config: PretrainConfig) -> torch.Tensor:
+    weights = {"mem": config.mem_weight, "qt": config.qt_weight, "next": config.next_weight}
+    return sum(weights[name] * value for name, value in losses.items())
 
 
 def evaluate(model, seqs, pairs, config: PretrainConfig) -> dict[str, float]:
-    """Both losses on fixed pairs with a fixed mask (comparable across training)."""
+    """Every loss and their weighted total on fixed pairs with a fixed mask (comparable across
+    training)."""
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        mem, qt = pair_losses(model, seqs, *pairs, config, torch.Generator().manual_seed(1234))
+        losses = pair_losses(model, seqs, *pairs, config, torch.Generator().manual_seed(1234))
     model.train(was_training)
-    return {"mem": mem.item(), "qt": qt.item()}
+    out = {name: value.item() for name, value in losses.items()}
+    out["total"] = total_loss(losses, config).item()
+    return out
 
 
 def pretrain(
@@ -136,51 +165,68 @@ def pretrain(
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     eval_pairs = sample_pairs(seqs, config.eval_size, config.seq_len, np.random.default_rng(10_000))
+    initial = evaluate(model, seqs, eval_pairs, config)
     history: dict = {
         "config": asdict(config),
         "step": [],
         "mem": [],
         "qt": [],
+        "next": [],
         "loss": [],
         "elapsed_s": [],
-        "eval_initial": evaluate(model, seqs, eval_pairs, config),
+        "eval_initial": initial,
+        "heldout": [{"step": 0, **initial}],
     }
+    n_events = len(seqs.features)
+    data_steps = config.data_steps(n_events)
+    history["n_events"] = n_events
+    history["data_steps"] = data_steps
+    limits = [
+        (n, reason)
+        for n, reason in ((config.max_steps, "max_steps"), (data_steps, "data_budget"))
+        if n is not None
+    ]
+    step_limit, limit_reason = min(limits) if limits else (None, "max_steps")
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
     budget_s = config.minutes * 60.0
     clock = time.process_time if config.clock == "process" else time.perf_counter
     started = clock()
-    smoothed, best, best_step = None, float("inf"), 0
-    stop_reason = "max_steps"
+    best, best_step = initial["total"], 0
+    stop_reason = limit_reason
     step = 0
     model.train()
-    while config.max_steps is None or step < config.max_steps:
+    while step_limit is None or step < step_limit:
         lr_scale = min(1.0, (step + 1) / max(1, config.warmup_steps))
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_scale
         first, second = sample_pairs(seqs, config.batch_size, config.seq_len, rng)
-        mem, qt = pair_losses(model, seqs, first, second, config, generator)
-        loss = config.mem_weight * mem + config.qt_weight * qt
+        losses = pair_losses(model, seqs, first, second, config, generator)
+        loss = total_loss(losses, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
         value = loss.item()
-        smoothed = value if smoothed is None else 0.95 * smoothed + 0.05 * value
-        if smoothed < best * (1 - config.tol):
-            best, best_step = smoothed, step
+        if step % config.eval_every == 0:
+            heldout = evaluate(model, seqs, eval_pairs, config)
+            history["heldout"].append({"step": step, **heldout})
+            if heldout["total"] < best * (1 - config.tol):
+                best, best_step = heldout["total"], step
         elapsed = clock() - started
         if step % config.log_every == 0 or step == 1:
+            parts = {name: v.item() for name, v in losses.items()}
             history["step"].append(step)
-            history["mem"].append(mem.item())
-            history["qt"].append(qt.item())
+            for name in ("mem", "qt", "next"):
+                history[name].append(parts.get(name))
             history["loss"].append(value)
             history["elapsed_s"].append(round(elapsed, 2))
             if progress is not None:
-                total = config.max_steps or max(step, int(budget_s / (elapsed / step)))
-                progress(step, total, {"mem": mem.item(), "qt": qt.item(), "elapsed_s": elapsed})
+                by_time = max(step, int(budget_s / (elapsed / step))) if elapsed > 0 else step
+                total = min(step_limit, by_time) if step_limit else by_time
+                progress(step, total, {**parts, "elapsed_s": elapsed})
         if elapsed >= budget_s:
             stop_reason = "time_budget"
             break

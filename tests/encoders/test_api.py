@@ -51,22 +51,33 @@ def test_fast_path_equals_each_case_encoded_alone(dataset, trained):
 
 def test_embed_dataset_rows_follow_cases_and_ignore_the_future(dataset, trained, events, tmp_path):
     emb = embed_dataset(trained, dataset, tmp_path / "emb.npy")
-    assert emb.shape == (302, SMALL["out_dim"]) and emb.dtype == np.float32
+    width = checkpoint.load(trained)[0].config.embedding_dim
+    assert width == SMALL["out_dim"] + 3  # pooled vector + the own event's surprise per field
+    assert emb.shape == (302, width) and emb.dtype == np.float32
     assert isinstance(emb, np.memmap)
-    # rewrite every event at or after each case's ts: the case's vector must not move
+    # rewrite every event after each case's ts: the case's vector must not move
     cases = pd.read_parquet(dataset / "cases.parquet")
     cut = cases.iloc[7]
-    future = (events["entity_id"] == cut["entity_id"]) & (events["ts"] >= cut["ts"])
+    future = (events["entity_id"] == cut["entity_id"]) & (events["ts"] > cut["ts"])
     assert future.sum() >= 1
     changed = events.copy()
     changed.loc[future, "amount"] *= 100
     changed.loc[future, "terminal_id"] = "t999"
-    extra = changed[future].head(1).assign(ts=cut["ts"])  # a new event at exactly ts
+    extra = changed[future].head(1).assign(ts=cut["ts"] + pd.Timedelta(1, "ns"))  # just after
     changed = pd.concat([changed, extra], ignore_index=True)
     other = write_dataset(tmp_path / "future", changed)
     cases.to_parquet(other / "cases.parquet")  # the very same cases
     emb2 = embed_dataset(trained, other, tmp_path / "emb2.npy")
     np.testing.assert_allclose(emb2[7], emb[7], atol=1e-6)
+    # the case's own event (at its ts) is part of its vector: changing it moves the vector
+    own = (events["entity_id"] == cut["entity_id"]) & (events["ts"] == cut["ts"])
+    assert own.sum() == 1
+    mine = events.copy()
+    mine.loc[own, "amount"] *= 100
+    third = write_dataset(tmp_path / "own", mine)
+    cases.to_parquet(third / "cases.parquet")
+    emb3 = embed_dataset(trained, third, tmp_path / "emb3.npy")
+    assert np.abs(emb3[7] - emb[7]).max() > 1e-4
     # while a case later than the change does move
     later = np.flatnonzero(
         (cases["entity_id"] == cut["entity_id"]).to_numpy() & (cases["ts"] > cut["ts"]).to_numpy()
@@ -142,7 +153,7 @@ def test_embedding_map_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
-def test_real_data_sequences_end_before_the_case():
+def test_real_data_sequences_end_at_the_case():
     data = shared_dataset("fraud_handbook")
     import pyarrow.parquet as pq
 
@@ -154,11 +165,15 @@ def test_real_data_sequences_end_before_the_case():
     )
     assert featurizer.categorical[0]["kind"] == "hash"  # thousands of terminals
     seqs = featurizer.sequences(events)
-    # in fraud_handbook every case is also an event: its own event must not be in its sequence
-    ent, pos, _ = case_positions(seqs, events["entity_id"].to_numpy(), _ts_ns(events["ts"]))
+    # in fraud_handbook every case is also an event: its sequence ends at its own event ...
+    entity, ts = events["entity_id"].to_numpy(), _ts_ns(events["ts"])
+    _, pos, gap = case_positions(seqs, entity, ts)
+    assert (pos >= 0).all() and (seqs.ts[pos] == ts).all() and (gap == 0).all()
+    # ... and without it, just before: exactly each customer's first transaction has none
+    _, pos, _ = case_positions(seqs, entity, ts, own_event=False)
     has = pos >= 0
-    assert (seqs.ts[pos[has]] < _ts_ns(events["ts"])[has]).all()
-    assert (~has).sum() == len(seqs.entity_ids)  # exactly each customer's first transaction
+    assert (seqs.ts[pos[has]] < ts[has]).all()
+    assert (~has).sum() == len(seqs.entity_ids)
 
 
 def test_processes_sharing_one_job_write_what_one_process_writes(dataset, trained, tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 
-from encoders.featurize import OOV, PAD, Featurizer, _ts_ns, case_positions
+from encoders.featurize import OOV, PAD, Featurizer, _ts_ns, case_positions, with_case_events
 from tests.encoders.conftest import SCHEMA
 
 
@@ -60,7 +60,7 @@ def test_case_positions_take_events_strictly_before(events):
     seqs = featurizer.sequences(events)
     entity = events["entity_id"].to_numpy()[:50]
     ts = _ts_ns(events["ts"])[:50]
-    entity_index, position, gap = case_positions(seqs, entity, ts)
+    entity_index, position, gap = case_positions(seqs, entity, ts, own_event=False)
     for k in range(50):
         lo, hi = seqs.offsets[entity_index[k]], seqs.offsets[entity_index[k] + 1]
         before = np.flatnonzero(seqs.ts[lo:hi] < ts[k])
@@ -73,6 +73,46 @@ def test_case_positions_take_events_strictly_before(events):
     no_ts = case_positions(seqs, np.array(["c0"]), None)
     e0 = list(seqs.entity_ids).index("c0")
     assert no_ts[1][0] == seqs.offsets[e0 + 1] - 1
+
+
+def test_case_positions_end_at_the_case_own_event(events):
+    featurizer = Featurizer().fit(events, SCHEMA)
+    seqs = featurizer.sequences(events)
+    entity = events["entity_id"].to_numpy()[:50]
+    ts = _ts_ns(events["ts"])[:50]
+    entity_index, position, gap = case_positions(seqs, entity, ts)
+    for k in range(50):
+        lo, hi = seqs.offsets[entity_index[k]], seqs.offsets[entity_index[k] + 1]
+        upto = np.flatnonzero(seqs.ts[lo:hi] <= ts[k])
+        assert position[k] == lo + upto[-1]
+    assert (seqs.ts[position] == ts).all() and (gap == 0).all()
+    # between two events: the last one before, with its gap
+    mid = ts[:1] + 1_000_000_000
+    _, pos, gap = case_positions(seqs, entity[:1], mid)
+    assert seqs.ts[pos[0]] <= mid[0] and gap[0] > 0
+
+
+def test_with_case_events_adds_only_missing_own_events(events):
+    first = events.groupby("entity_id").head(1)
+    cases = pd.DataFrame(
+        {
+            "entity_id": [first["entity_id"].iloc[0], "c1", "newbie"],
+            "ts": [first["ts"].iloc[0], pd.Timestamp("2030-01-01"), pd.Timestamp("2021-03-02")],
+            "amount": [1.0, 7.5, 3.0],
+            "segment": ["a", "b", "c"],  # not an event field: not copied
+        }
+    )
+    out = with_case_events(events, cases)
+    assert len(out) == len(events) + 2  # the first case's event already exists
+    added = out.iloc[len(events) :]
+    assert set(added["entity_id"]) == {"c1", "newbie"} and "segment" not in out.columns
+    assert added["amount"].tolist() == [7.5, 3.0] and added["terminal_id"].isna().all()
+    assert with_case_events(events, cases.drop(columns=["ts"])) is events
+    # the added events become the cases' last positions
+    featurizer = Featurizer().fit(out, SCHEMA)
+    seqs = featurizer.sequences(out)
+    _, pos, gap = case_positions(seqs, cases["entity_id"].to_numpy(), _ts_ns(cases["ts"]))
+    assert (seqs.ts[pos] == _ts_ns(cases["ts"])).all() and (gap == 0).all()
 
 
 def test_state_round_trip(events):

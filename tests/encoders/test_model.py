@@ -153,3 +153,27 @@ def test_attention_in_inference_chunks_matches_one_call():
         chunked = attention(x)  # more blocks than INFERENCE_BLOCKS: computed in chunks
     whole = attention(x).detach()  # autograd on: one call over every block
     assert torch.allclose(chunked, whole, atol=1e-6)
+
+
+def test_next_event_surprise_looks_only_at_earlier_events(setup):
+    model, seqs = setup
+    n = 30
+    index = entity_index(seqs, 1, n)[None, :]
+    batch = make_batch(seqs.features, index)
+    k = 20
+    changed = {key: value.clone() for key, value in batch.items()}
+    changed["cat"][0, k] = (changed["cat"][0, k] % 5) + 1  # another terminal / channel at k
+    changed["num_bucket"][0, k] = 1
+    with torch.no_grad():
+        a = model.next_event_nll(model.hidden(batch), batch)
+        b = model.next_event_nll(model.hidden(changed), changed)
+    assert a.shape == (1, n, model.config.n_fields) and (a >= 0).all()
+    torch.testing.assert_close(a[:, :k], b[:, :k], rtol=0, atol=1e-6)  # earlier: unchanged
+    assert (a[0, k] - b[0, k]).abs().max() > 1e-4  # the changed event's own surprise moves
+    # a case's vector: pooled output, then its own event's surprise (zero when read before it)
+    with torch.no_grad():
+        own = model.case_vectors(batch, case_gap=torch.zeros(1))
+        before = model.case_vectors(batch, case_gap=torch.ones(1))
+    assert own.shape == (1, model.config.embedding_dim)
+    torch.testing.assert_close(own[0, model.config.out_dim :], a[0, -1])
+    assert (before[0, model.config.out_dim :] == 0).all()

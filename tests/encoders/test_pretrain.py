@@ -64,3 +64,26 @@ def test_checkpoint_round_trip_is_weights_only_safe(events, tmp_path):
     assert torch.equal(a, b)
     assert loaded_featurizer.state_dict() == featurizer.state_dict()
     assert loaded.config == model.config
+
+
+def test_budget_is_sized_to_the_data(events):
+    _, seqs, model = small_setup(events)
+    config = PretrainConfig(seq_len=32, batch_size=8, epochs=0.5, min_steps=5, minutes=5)
+    expected = config.data_steps(len(seqs.features))
+    assert expected == max(5, -(-len(seqs.features) // (2 * 8 * 32)))
+    assert config.data_steps(10 * len(seqs.features)) > 9 * expected  # grows with the events
+    history = pretrain(model, seqs, config)
+    assert history["stop_reason"] == "data_budget" and history["steps"] == expected
+    assert history["n_events"] == len(seqs.features) and history["data_steps"] == expected
+
+
+def test_training_stops_when_the_heldout_loss_levels_off(events):
+    _, seqs, model = small_setup(events)
+    # a learning rate of zero: the held-out loss cannot improve, so patience ends the run
+    config = PretrainConfig(
+        seq_len=32, batch_size=8, lr=0.0, epochs=None, min_steps=10, patience=20, eval_every=5
+    )
+    history = pretrain(model, seqs, config)
+    assert history["stop_reason"] == "converged" and history["steps"] == 20
+    assert [h["step"] for h in history["heldout"]][:3] == [0, 5, 10]
+    assert {"mem", "qt", "next", "total"} <= set(history["heldout"][-1])

@@ -68,7 +68,7 @@ def _states_for_segments(model: AutoRiskEncoder, seqs: EntitySequences, segments
     offs = np.concatenate([np.arange(s.read_from - s.start, s.length) for s in segments])
     rows = np.concatenate([np.arange(s.read_from, s.start + s.length) for s in segments])
     at = (torch.from_numpy(seg_idx), torch.from_numpy(offs))
-    surprise = model.next_event_nll(h, batch)[at] if model.config.next_event else None
+    surprise = model.next_event_nll(h, batch, at) if model.config.next_event else None
     return states[at], surprise, rows
 
 

@@ -306,7 +306,7 @@ class AutoRiskEncoder(nn.Module):
             return output
         lengths = batch["mask"].sum(1)
         last = (lengths - 1).clamp(min=0)
-        surprise = self.next_event_nll(h, batch)[torch.arange(len(last)), last]
+        surprise = self.next_event_nll(h, batch, (torch.arange(len(last)), last))
         return torch.cat([output, self.own_event_surprise(surprise, case_gap, lengths == 0)], -1)
 
     def own_event_surprise(
@@ -319,16 +319,27 @@ class AutoRiskEncoder(nn.Module):
             keep = keep & (case_gap <= 0)
         return torch.where(keep.unsqueeze(-1), surprise, torch.zeros_like(surprise))
 
-    def next_event_nll(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Per-field surprise (B, T, n_fields): -log p(event t's field | h_{t-1}, t's timing).
+    def next_event_nll(
+        self,
+        h: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        at: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Per-field surprise: -log p(event t's field | h_{t-1}, t's timing).
 
         ``h`` are the hidden states of ``batch``; position 0 reads a zero state (a first event,
         or the first position of a cut window). A missing field gives 0. Position t uses only
         events before t and t's own timing, so the causal guarantee holds.
+
+        Returns (B, T, n_fields), or (N, n_fields) for the N positions ``at`` (batch rows,
+        positions): the heads are costly (thousands of terminal buckets), so only the positions
+        needed are scored.
         """
         prev = F.pad(h[:, :-1], (0, 0, 1, 0))
         z = self.next_in(prev + self.embed.timing(batch))
         targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)  # (B, T, n_fields)
+        if at is not None:
+            z, targets = z[at], targets[at]
         out = []
         for j, head in enumerate(self.next_heads):
             logp = F.log_softmax(head(z), dim=-1)
@@ -337,14 +348,24 @@ class AutoRiskEncoder(nn.Module):
             out.append(torch.where(y > 0, nll, torch.zeros_like(nll)))
         return torch.stack(out, dim=-1)
 
-    def next_event_loss(self, h: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean next-event surprise over real events after each window's first position."""
-        nll = self.next_event_nll(h, batch)[:, 1:]
-        targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)[:, 1:]
-        where = (targets > 0) & batch["mask"][:, 1:].unsqueeze(-1)
-        if not where.any():
+    def next_event_loss(
+        self, h: torch.Tensor, batch: dict[str, torch.Tensor], where: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Mean next-event surprise over the real events at ``where`` (B, T; default: every
+        position after each window's first)."""
+        mask = batch["mask"].clone()
+        mask[:, 0] = False
+        if where is not None:
+            mask &= where
+        at = torch.nonzero(mask, as_tuple=True)
+        if len(at[0]) == 0:
             return h.sum() * 0.0
-        return nll[where].mean()
+        nll = self.next_event_nll(h, batch, at)
+        targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)[at]
+        present = targets > 0
+        if not present.any():
+            return h.sum() * 0.0
+        return nll[present].mean()
 
     def masked_event_loss(self, h: torch.Tensor, targets: dict[str, torch.Tensor], where):
         """Mean cross-entropy of the hidden fields at ``where`` (B, T) positions."""

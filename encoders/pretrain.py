@@ -126,7 +126,9 @@ def pair_losses(
     labels = torch.arange(B)
     losses["qt"] = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
     if model.config.next_event:
-        losses["next"] = model.next_event_loss(h, batch)
+        # a random share of positions, like the masked events: the heads are the costly part
+        where = torch.rand(mask.shape, generator=generator) < config.mask_frac
+        losses["next"] = model.next_event_loss(h, batch, where)
     return losses
 
 

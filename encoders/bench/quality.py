@@ -134,9 +134,8 @@ def main(argv: list[str] | None = None) -> dict:
     pretrained_ckpt, random_ckpt = out / "encoder.pt", out / "encoder_random.pt"
 
     def log(done: int, total: int, info: dict) -> None:
-        print(
-            f"  pretrain step {done}/{total} mem={info['mem']:.3f} qt={info['qt']:.3f}", flush=True
-        )
+        parts = " ".join(f"{k}={info[k]:.3f}" for k in ("mem", "qt", "next") if info.get(k))
+        print(f"  pretrain step {done}/{total} {parts}", flush=True)
 
     t = time.perf_counter()
     if not (args.reuse and pretrained_ckpt.exists()):
@@ -152,7 +151,16 @@ def main(argv: list[str] | None = None) -> dict:
     history = checkpoint.load_raw(pretrained_ckpt)["history"]
     report["pretraining"] = {
         k: history.get(k)
-        for k in ("steps", "stop_reason", "train_s", "clock", "eval_initial", "eval_final")
+        for k in (
+            "steps",
+            "stop_reason",
+            "train_s",
+            "clock",
+            "n_events",
+            "data_steps",
+            "eval_initial",
+            "eval_final",
+        )
     }
     report["pretraining"]["wall_s"] = round(time.perf_counter() - t, 1)
     print("pretraining:", report["pretraining"], flush=True)

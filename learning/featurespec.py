@@ -256,6 +256,12 @@ def encode_categorical(values: pd.Series, categories: list[Any]) -> np.ndarray:
     return codes
 
 
+def embedding_indices(spec: FeatureSpec) -> list[int]:
+    """Positions of the embedding columns ``emb_*`` in the matrix (empty without embeddings)."""
+    start = spec.feature_names.index("emb_0") if spec.embedding_dim else 0
+    return list(range(start, start + spec.embedding_dim))
+
+
 def build_matrix(
     spec: FeatureSpec,
     cases: pd.DataFrame,

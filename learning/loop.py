@@ -21,14 +21,15 @@ One step of the loop (:class:`ActiveLoop`):
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from learning.embedding_check import EmbeddingsCheck, embeddings_check
 from learning.features import Dataset
-from learning.featurespec import FeatureSpec, build_matrix
+from learning.featurespec import FeatureSpec, build_matrix, embedding_indices
 from learning.noise import out_of_fold_scores
 from learning.pool import CONFIRMED, NOT_CONFIRMED, U, offerable_mask, training_targets
 from learning.prior import PositivesLeft, positives_left
@@ -52,6 +53,9 @@ POSITIVES_LEFT_FOLDS = 3
 # Batch strategies the harness compares; the app always runs ``active``.
 STRATEGIES = ("active", "diverse_only", "uncertainty_only", "random", "top_score")
 
+# The embeddings setting: auto decides per iteration (learning.embedding_check).
+EMBEDDINGS_SETTINGS = ("auto", "on", "off")
+
 
 def _param(
     default: Any,
@@ -59,10 +63,17 @@ def _param(
     help: str,
     minimum: float | None = None,
     maximum: float | None = None,
+    choices: tuple[str, ...] | None = None,
 ) -> Any:
     return field(
         default=default,
-        metadata={"label": label, "help": help, "minimum": minimum, "maximum": maximum},
+        metadata={
+            "label": label,
+            "help": help,
+            "minimum": minimum,
+            "maximum": maximum,
+            "choices": choices,
+        },
     )
 
 
@@ -77,13 +88,16 @@ class ParamInfo:
     help: str
     minimum: float | None = None
     maximum: float | None = None
+    choices: tuple[str, ...] | None = None
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
     def range_text(self) -> str:
-        """The allowed range in words ("1 to 5,000"), empty for booleans."""
+        """The allowed range in words ("1 to 5,000", "auto, on or off"), empty for booleans."""
+        if self.choices:
+            return ", ".join(self.choices[:-1]) + " or " + self.choices[-1]
         if self.minimum is None or self.maximum is None:
             return ""
         return f"{_number(self.minimum)} to {_number(self.maximum)}"
@@ -184,11 +198,14 @@ class LoopParams:
         "Entity-deviation features",
         "Each numeric value against the mean of the same entity's earlier cases.",
     )
-    use_embeddings: bool = _param(
-        False,
+    use_embeddings: str = _param(
+        "auto",
         "Behavior-sequence embeddings",
-        "Auto Risk encoder embeddings as features (datasets with events only). Off by default: "
-        "measured, they do not yet raise the loop's precision (docs/benchmarks.md).",
+        "Auto Risk encoder embeddings as features (datasets with events only). auto: each "
+        "iteration keeps them only where an out-of-fold check of the PU objective finds they "
+        "help (the decision and its figures are in the iteration's log and the model version); "
+        "on: always; off: never.",
+        choices=EMBEDDINGS_SETTINGS,
     )
     knn_feature: bool = _param(
         False,
@@ -211,7 +228,7 @@ class LoopParams:
     @classmethod
     def describe(cls) -> tuple[ParamInfo, ...]:
         """Every parameter, in declaration order."""
-        kinds = {"int": int, "float": float, "bool": bool}
+        kinds = {"int": int, "float": float, "bool": bool, "str": str}
         out = []
         for f in fields(cls):
             kind = f.type if isinstance(f.type, type) else kinds[str(f.type)]
@@ -303,6 +320,8 @@ class LoopParams:
 
 
 def _coerce(info: ParamInfo, value: Any) -> Any:
+    if info.choices:
+        return _choice(info, value)
     if info.kind is bool:
         if isinstance(value, str):
             lowered = value.strip().lower()
@@ -322,6 +341,21 @@ def _coerce(info: ParamInfo, value: Any) -> Any:
     if not np.isfinite(value):
         raise ValueError("expected a finite number")
     return value
+
+
+# A yes/no answer given to a choice parameter: "on"/"off" (the embeddings setting was a boolean).
+_YES, _NO = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _choice(info: ParamInfo, value: Any) -> str:
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    lowered = str(value).strip().lower()
+    if lowered not in info.choices and {"on", "off"} <= set(info.choices):
+        lowered = "on" if lowered in _YES else "off" if lowered in _NO else lowered
+    if lowered not in info.choices:
+        raise ValueError(f"expected {info.range_text()}")
+    return lowered
 
 
 class NotEnoughPositives(ValueError):
@@ -379,6 +413,39 @@ class ActiveLoop:
         return build_matrix(
             spec, cases, positives=positives, embeddings=embeddings, deviation=deviation
         )
+
+    # -- embeddings ------------------------------------------------------------------------------
+    def wants_embeddings(self, *, has_events: bool) -> bool:
+        """Whether the iteration computes embeddings at all (``on`` or ``auto``, with events)."""
+        return has_events and self.params.use_embeddings != "off"
+
+    def check_embeddings(
+        self, X: np.ndarray, states: np.ndarray, spec: FeatureSpec
+    ) -> EmbeddingsCheck | None:
+        """The ``auto`` setting's decision on the pool (rows of ``X`` aligned with ``states``):
+        do the embedding columns raise the held-out PU objective? None when the setting is not
+        ``auto`` or ``spec`` has no embeddings."""
+        if self.params.use_embeddings != "auto" or not spec.embedding_dim:
+            return None
+        s, weight = training_targets(states, confirmed_weight=self.params.confirmed_weight)
+        _, weight = self._known_negatives(states, weight)
+        return embeddings_check(
+            X,
+            s,
+            embedding_indices(spec),
+            sample_weight=weight,
+            categorical_features=spec.categorical_indices or None,
+            n_jobs=self.n_jobs,
+            random_state=self.params.random_state,
+        )
+
+    @staticmethod
+    def without_embeddings(spec: FeatureSpec, X: np.ndarray) -> tuple[FeatureSpec, np.ndarray]:
+        """``spec`` and ``X`` with the embedding columns left out (the check said no)."""
+        if not spec.embedding_dim:
+            return spec, X
+        kept = replace(spec, embedding_dim=0, sequence_length=None)
+        return kept, np.delete(X, embedding_indices(spec), axis=1)
 
     # -- model -----------------------------------------------------------------------------------
     def fit(

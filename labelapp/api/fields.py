@@ -24,6 +24,18 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class SettingField(serializers.ChoiceField):
+    """One of a setting's choices (a string); ``true``/``false`` read as ``on``/``off`` where
+    those are choices (the setting was a boolean before)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) and {"on", "off"} <= set(self.choices):
+            data = "on" if data else "off"
+        if isinstance(data, str):
+            data = data.strip().lower()
+        return super().to_internal_value(data)
+
+
 class FiniteFloatField(serializers.FloatField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)

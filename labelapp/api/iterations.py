@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelapp.api.errors import Conflict, error_responses
-from labelapp.api.fields import StrictBooleanField
+from labelapp.api.fields import SettingField, StrictBooleanField
 from labelapp.api.pagination import PAGE_PARAMETERS, paginate, paginated
 from labelapp.api.permissions import PolicyPermission
 from labelapp.models import Dataset, Iteration
@@ -86,7 +86,13 @@ def _params_serializer() -> type[serializers.Serializer]:
     kinds = {int: serializers.IntegerField, float: serializers.FloatField}
     fields = {}
     for spec in PARAM_SPECS:
-        if spec.kind is bool:
+        if spec.choices:
+            fields[spec.name] = SettingField(
+                choices=list(spec.choices),
+                required=False,
+                help_text=f"{spec.help} Default {spec.default}.",
+            )
+        elif spec.kind is bool:
             fields[spec.name] = StrictBooleanField(
                 required=False, help_text=f"{spec.help} Default {spec.default}."
             )

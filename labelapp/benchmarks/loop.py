@@ -91,7 +91,9 @@ def main(out_dir: Path, quick: bool) -> dict:
     embeddings = os.environ.get("LOOP_BENCH_EMBEDDINGS", "0") == "1"
     n_workers = max(1, int(os.environ.get("LOOP_BENCH_WORKERS", "1")))
     params = {
-        "use_embeddings": embeddings,
+        "use_embeddings": os.environ.get(
+            "LOOP_BENCH_EMBEDDINGS_SETTING", "on" if embeddings else "off"
+        ),
         "batch_size": 100,
         "n_clusters": 10,
         "pool_size": 1000,

@@ -74,10 +74,11 @@ def iteration_params_clean(raw: dict[str, Any], *, dataset: Dataset | None = Non
     except LoopParamsError as exc:
         raise IterationParamsError(exc.errors) from exc
     errors: dict[str, str] = {}
-    if params["use_embeddings"] and dataset is not None and not dataset.n_events:
-        errors["use_embeddings"] = "this dataset has no events to embed"
+    if params["use_embeddings"] == "on" and dataset is not None and not dataset.n_events:
+        errors["use_embeddings"] = "this dataset has no events to embed (choose auto or off)"
     if params["knn_feature"] and dataset is not None:
-        if problem := _knn_feature_problem(dataset, use_embeddings=params["use_embeddings"]):
+        embeddings = params["use_embeddings"] != "off" and bool(dataset.n_events)
+        if problem := _knn_feature_problem(dataset, use_embeddings=embeddings):
             errors["knn_feature"] = problem
     if errors:
         raise IterationParamsError(errors)

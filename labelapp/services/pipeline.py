@@ -322,8 +322,11 @@ def _events_file(snapshot: Path) -> Path | None:
 
 
 def stage_embed(run: Run) -> None:
-    if not run.loop.params.use_embeddings or _events_file(run.snapshot) is None:
-        run.reporter.log("embeddings: off")
+    if not run.loop.wants_embeddings(has_events=_events_file(run.snapshot) is not None):
+        setting = run.loop.params.use_embeddings
+        why = "" if setting == "off" else ", no events"
+        run.reporter.log(f"embeddings: off (setting {setting}{why})")
+        run.metrics["embeddings"] = {"setting": setting, "used": False}
         return
     import torch
 
@@ -402,6 +405,8 @@ def stage_features(run: Run) -> None:
         _knn_feature(run)
     positives = run.loop.positives_frame(run.spec, run.cases, positive_mask(run.states))
     run.X = run.loop.matrix(run.spec, run.cases, positives, embeddings=run.embeddings)
+    if run.embeddings is not None:
+        _decide_embeddings(run)
     staging = run.staging
     positives.reset_index(drop=True).to_parquet(staging / "positives.parquet", index=False)
     run.spec.save(staging / "feature_spec.json")
@@ -423,6 +428,26 @@ def stage_features(run: Run) -> None:
         f"feature matrix {run.X.shape}: {', '.join(run.spec.feature_names[:12])}"
         + (" ..." if len(run.spec.feature_names) > 12 else "")
     )
+
+
+def _decide_embeddings(run: Run) -> None:
+    """The ``auto`` setting: keep the embeddings only where the out-of-fold check finds they help
+    (learning.embedding_check); the decision and its figures go to the log and the version."""
+    setting = run.loop.params.use_embeddings
+    check = run.loop.check_embeddings(run.X, run.states, run.spec)
+    used = check is None or check.use
+    run.metrics["embeddings"] = {
+        "setting": setting,
+        "used": used,
+        **({} if check is None else {"check": check.to_dict()}),
+    }
+    if check is None:
+        return
+    run.reporter.log(check.summary())
+    if not used:
+        run.spec, run.X = run.loop.without_embeddings(run.spec, run.X)
+        run.embeddings = run.embeddings_path = run.encoder_path = None
+        run.metrics.pop("encoder", None)
 
 
 def _knn_feature(run: Run) -> None:
@@ -833,6 +858,7 @@ _VERSION_METRICS = (
     "n_features",
     "score_histogram",
     "encoder",
+    "embeddings",
     "knn_feature",
 )
 

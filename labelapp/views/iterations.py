@@ -38,7 +38,9 @@ class IterationLaunchForm(forms.Form):
         self.dataset = dataset
         defaults = default_params(dataset)
         for spec in PARAM_SPECS:
-            if spec.kind is bool:
+            if spec.choices:
+                field = forms.ChoiceField(choices=[(c, c) for c in spec.choices], required=False)
+            elif spec.kind is bool:
                 field = forms.BooleanField(required=False)
             elif spec.kind is int:
                 field = forms.IntegerField(required=False)

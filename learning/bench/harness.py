@@ -297,13 +297,22 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
     """Replay the loop for one active method; returns its metrics, curve and test scores."""
     st = h.settings
     loop = h.loop_for(name)
-    use_emb = name != "active_pu_no_embeddings" and h.embeddings is not None
+    if name == "active_pu_no_embeddings":
+        loop = ActiveLoop(replace(loop.params, use_embeddings="off"), n_jobs=loop.n_jobs)
+    use_emb = loop.wants_embeddings(has_events=h.embeddings is not None)
     pool_idx, test_idx = h.split.pool, h.split.test
     states = pool.initial_states(h.pool_seed)
     curve, t0, labels = [], time.perf_counter(), 0
     batches: list[np.ndarray] = []
+    checks: list[dict] = []
     for it in range(st.iterations + 1):
         X_all, spec = h.features(loop, pool.positive_mask(states), embeddings=use_emb)
+        check = loop.check_embeddings(X_all[pool_idx], states, spec)
+        if check is not None:
+            h.log(f"  {name}: iteration {it}: {check.summary()}")
+            checks.append(check.to_dict())
+            if not check.use:
+                spec, X_all = loop.without_embeddings(spec, X_all)
         if name == "active_pu_naive_model":
             s, w = pool.training_targets(states, confirmed_weight=loop.params.confirmed_weight)
             scores = _naive_scores(h, loop, spec, X_all[pool_idx], s, w, X_all)
@@ -313,6 +322,8 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
         found = int(((states == pool.CONFIRMED) & (h.y[pool_idx] == 1)).sum())
         pr_auc = h.test_metrics(scores[test_idx])["pr_auc"]
         curve.append({"labels": labels, "positives_found": found, "pr_auc": pr_auc})
+        if use_emb:
+            curve[-1]["embeddings_used"] = bool(spec.embedding_dim)
         if name in st.positives_left_methods and batches:
             curve[-1]["positives_left"] = _positives_left_point(
                 h, loop, spec, X_all[pool_idx], states, batches
@@ -340,6 +351,13 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
         confirmed=int(confirmed.sum()),
         seconds=time.perf_counter() - t0,
     )
+    if checks:
+        metrics["embeddings_checks"] = {
+            "used": sum(c["use"] for c in checks),
+            "of": len(checks),
+            "seconds": round(sum(c["seconds"] for c in checks), 1),
+            "gains": [c["gain"] for c in checks],
+        }
     return metrics, curve, scores[test_idx]
 
 
@@ -706,7 +724,9 @@ def add_loop_arguments(parser: argparse.ArgumentParser, *, defaults: dict | None
             info.flag,
             dest=info.name,
             default=None,
-            metavar=info.kind.__name__.upper(),
+            metavar="{" + ",".join(info.choices) + "}"
+            if info.choices
+            else info.kind.__name__.upper(),
             help=f"{info.help}{extra}; default {default}",
         )
 

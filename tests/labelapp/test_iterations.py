@@ -285,6 +285,43 @@ def test_embeddings_pretrain_once_then_reused(transactional_db, tmp_path, settin
     assert "stage pretrain" not in second.log and "reusing encoder" in second.log
 
 
+def test_auto_embeddings_decide_and_the_version_records_it(
+    transactional_db, tmp_path, settings, admin_client
+):
+    """The default ``auto`` on a dataset with events: the iteration embeds, checks, logs the
+    decision with its figures, and the version's spec and artifacts follow it."""
+    from labelapp.services.imports import dataset_import
+    from tests.labelapp.factories import make_dataset_dir
+
+    settings.ARTIFACTS_DIR = tmp_path / "artifacts"
+    settings.LOOP_THREADS = 1
+    settings.LOOP_WORKER_NICE = 0
+    folder = make_dataset_dir(tmp_path, n_cases=600, seed=2, name="autoemb")
+    dataset = dataset_import(name="autoemb", source_dir=folder)
+    assert iteration_params_clean({}, dataset=dataset)["use_embeddings"] == "auto"
+    iteration = _queued(dataset, **{**FAST, "encoder_minutes": 0.05})
+    assert iteration_execute(iteration_id=iteration.pk)["status"] == "done", iteration.log
+    iteration.refresh_from_db()
+    assert "stage embed" in iteration.log and "held-out P-vs-U ROC AUC" in iteration.log
+    version = iteration.model_version
+    decision = version.metrics["embeddings"]
+    assert decision["setting"] == "auto" and decision["check"]["use"] == decision["used"]
+    spec = FeatureSpec.load(Path(version.artifact_dir) / "feature_spec.json")
+    assert (spec.embedding_dim > 0) == decision["used"]
+    assert (Path(version.artifact_dir) / "encoder.pt").exists() == decision["used"]
+    page = admin_client.get(reverse("model-detail", args=[version.pk])).content.decode()
+    assert "Embeddings (auto)" in page and "held-out P-vs-U ROC AUC" in page
+
+
+def test_auto_without_events_is_off_and_on_is_refused(loop_dataset):
+    dataset, _ = loop_dataset
+    assert iteration_params_clean({}, dataset=dataset)["use_embeddings"] == "auto"
+    with pytest.raises(IterationParamsError, match="choose auto or off"):
+        iteration_params_clean({"use_embeddings": "on"}, dataset=dataset)
+    with pytest.raises(IterationParamsError, match="expected auto, on or off"):
+        iteration_params_clean({"use_embeddings": "sometimes"}, dataset=dataset)
+
+
 def test_knn_feature_param_is_off_by_default_and_validated(db):
     assert iteration_params_clean({})["knn_feature"] is False
     assert iteration_params_clean({"knn_feature": "on"})["knn_feature"] is True

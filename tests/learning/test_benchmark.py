@@ -127,3 +127,21 @@ def test_settings_defaults_match_the_issue():
         "oracle",
     ):
         assert name in st.methods
+
+
+def test_harness_auto_embeddings_decides_each_iteration(tmp_path):
+    """``--embeddings-file`` with the default ``auto``: the loop checks the columns at every
+    iteration, as the app does; noise columns are left out, ``on`` forces them in."""
+    cases = write_dataset(tmp_path / "data", n=2000)
+    noise = np.random.RandomState(0).randn(len(cases), 4).astype(np.float32)
+    np.save(tmp_path / "emb.npy", noise)
+    common = ["--data", str(tmp_path / "data"), "--iterations", "1", "--batch-size", "20"]
+    common += ["--embeddings-file", str(tmp_path / "emb.npy"), "--methods", "active_pu"]
+    report = main([*common, "--out", str(tmp_path / "auto")])
+    checks = report["methods"]["active_pu"]["embeddings_checks"]
+    assert checks["of"] == 2 and checks["used"] == 0 and len(checks["gains"]) == 2
+    assert [p["embeddings_used"] for p in report["curves"]["active_pu"]] == [False, False]
+    assert "embeddings_checks" not in report["methods"]["active_pu_no_embeddings"]
+    forced = main([*common, "--out", str(tmp_path / "on"), "--use-embeddings", "on"])
+    assert "embeddings_checks" not in forced["methods"]["active_pu"]
+    assert [p["embeddings_used"] for p in forced["curves"]["active_pu"]] == [True, True]

@@ -13,13 +13,15 @@ def test_params_describe_every_field_with_help_and_range():
     for info in infos:
         assert info.help and info.label
         assert info.default == getattr(LoopParams(), info.name)
-        if info.kind is not bool:
+        if info.choices:
+            assert info.default in info.choices
+        elif info.kind is not bool:
             assert info.minimum <= info.default <= info.maximum, info.name
 
 
 def test_from_mapping_coerces_and_reports_each_bad_parameter():
     p = LoopParams.from_mapping({"batch_size": "30", "use_embeddings": "off", "n_clusters": 5})
-    assert (p.batch_size, p.use_embeddings, p.n_clusters) == (30, False, 5)
+    assert (p.batch_size, p.use_embeddings, p.n_clusters) == (30, "off", 5)
     with pytest.raises(LoopParamsError) as err:
         LoopParams.from_mapping(
             {"batch_size": 0, "spy_fraction": "x", "bogus": 1, "top_score_share": "nan"}
@@ -102,3 +104,47 @@ def test_not_confirmed_answers_train_as_known_negatives_unless_weighted_zero():
     assert (
         told.predict_proba(X[negative])[:, 1].mean() < off.predict_proba(X[negative])[:, 1].mean()
     )
+
+
+def test_embeddings_setting_is_auto_by_default_and_reads_old_booleans():
+    assert LoopParams().use_embeddings == "auto"
+    for given, read in (
+        (True, "on"),
+        (False, "off"),
+        ("yes", "on"),
+        ("0", "off"),
+        (" Auto ", "auto"),
+    ):
+        assert LoopParams.from_mapping({"use_embeddings": given}).use_embeddings == read
+    with pytest.raises(LoopParamsError, match="expected auto, on or off"):
+        LoopParams.from_mapping({"use_embeddings": "maybe"})
+
+
+def test_auto_keeps_embeddings_only_where_the_check_finds_they_help():
+    from learning.featurespec import FeatureSpec, embedding_indices
+
+    rng = np.random.RandomState(0)
+    n = 3000
+    y = rng.rand(n) < 0.08
+    states = pool.initial_states(y & (rng.rand(n) < 0.4))
+    hand = rng.randn(n, 2)
+    spec = FeatureSpec(numeric_columns=["a", "b"], categorical_columns={}, embedding_dim=3)
+    assert embedding_indices(spec) == [2, 3, 4]
+    loop = ActiveLoop(LoopParams(), n_jobs=1)
+    assert loop.wants_embeddings(has_events=True) and not loop.wants_embeddings(has_events=False)
+    informative = rng.randn(n, 3)
+    informative[y, 0] += 3.0
+    X = np.hstack([hand, informative]).astype(np.float32)
+    assert loop.check_embeddings(X, states, spec).use
+    noise = np.hstack([hand, rng.randn(n, 3)]).astype(np.float32)
+    check = loop.check_embeddings(noise, states, spec)
+    assert not check.use
+    kept, X2 = loop.without_embeddings(spec, noise)
+    assert kept.embedding_dim == 0 and X2.shape == (n, 2) and kept.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(X2, noise[:, :2])
+    # on and off never run the check
+    for setting in ("on", "off"):
+        assert (
+            ActiveLoop(LoopParams(use_embeddings=setting)).check_embeddings(X, states, spec) is None
+        )
+    assert not ActiveLoop(LoopParams(use_embeddings="off")).wants_embeddings(has_events=True)

@@ -48,6 +48,7 @@ class Command(BaseCommand):
                 "--" + spec.name.replace("_", "-"),
                 dest=spec.name,
                 type=_bool if spec.kind is bool else spec.kind,
+                metavar="{" + ",".join(spec.choices) + "}" if spec.choices else None,
                 default=None,
                 help=f"{spec.help} Default {spec.default}.",
             )

@@ -16,6 +16,7 @@ ITERATION_SCORE_CHUNK = "labelapp.iteration_score_chunk"
 ITERATION_EMBED_CHUNKS = "labelapp.iteration_embed_chunks"
 NEIGHBOR_INDEX_BUILD = "labelapp.neighbor_index_build"
 CASE_MAP_BUILD = "labelapp.case_map_build"
+ENCODER_PRETRAIN = "labelapp.encoder_pretrain"
 
 
 def task_send(name: str, *args: Any, task_id: str | None = None) -> None:

@@ -44,6 +44,11 @@ from labelapp.services.checks import batch_with_checks
 from labelapp.services.chunks import chunk_claim, claim_is_stale
 from labelapp.services.dispatch import ITERATION_SCORE_CHUNK, NEIGHBOR_INDEX_BUILD, task_send
 from labelapp.services.embedding import embeddings_compute
+from labelapp.services.encoder_pretraining import (
+    encoder_place,
+    encoder_pretrain,
+    encoder_pretrain_request,
+)
 from labelapp.services.iterations import (
     HEARTBEAT_INTERVAL_S,
     HEARTBEAT_STALE_S,
@@ -328,37 +333,46 @@ def stage_embed(run: Run) -> None:
         run.reporter.log(f"embeddings: off (setting {setting}{why})")
         run.metrics["embeddings"] = {"setting": setting, "used": False}
         return
-    import torch
-
-    from encoders import api as encoders_api
     from encoders import checkpoint
 
-    threads = int(getattr(settings, "LOOP_THREADS", 0))
-    if threads:
-        torch.set_num_threads(threads)
     rep = run.reporter
-    folder = Path(settings.ARTIFACTS_DIR) / "encoders" / str(run.dataset.pk)
-    folder.mkdir(parents=True, exist_ok=True)
-    key = encoders_api.dataset_fingerprint(run.snapshot)
-    encoder = folder / f"encoder-{key}.pt"
-
+    place = encoder_place(run.dataset.pk, run.snapshot)
+    encoder = place.encoder
+    minutes = run.loop.params.encoder_minutes
+    if not encoder.exists() and run.loop.params.use_embeddings == "auto":
+        # auto never makes the experts wait for an encoder: this iteration goes on without,
+        # a worker pretrains it, the next iterations check it.
+        sent = encoder_pretrain_request(place, run.snapshot, minutes=minutes)
+        rep.log(
+            "embeddings: not this time: no encoder for this data yet; "
+            + (
+                "a worker pretrains one in the background"
+                if sent
+                else "a worker is pretraining one"
+            )
+            + f" (budget {minutes:g} min), the next iterations check whether it helps"
+        )
+        run.metrics["embeddings"] = {"setting": "auto", "used": False, "encoder": "pretraining"}
+        return
     if not encoder.exists():
-        minutes = run.loop.params.encoder_minutes
         budget_s = max(1, round(minutes * 60))
         rep.stage(
             "pretrain",
             total=budget_s,
-            note=f"no encoder for this data yet: pretraining for {minutes:g} min "
-            "(progress in seconds of that budget)",
+            note=f"no encoder for this data yet: pretraining for at most {minutes:g} min "
+            "(stops earlier once the held-out loss levels off; progress in seconds of that budget)",
         )
-        tmp = folder / f".encoder-{key}-{os.getpid()}.pt"
-        encoders_api.pretrain_for_dataset(
-            run.snapshot, tmp, minutes=minutes, progress=pretrain_progress(rep, budget_s)
+        encoder_pretrain(
+            place, run.snapshot, minutes=minutes, progress=pretrain_progress(rep, budget_s)
         )
-        tmp.replace(encoder)
     else:
         rep.log(f"reusing encoder {encoder.name}")
-    run.embeddings_path = folder / f"embeddings-{key}.npy"
+    threads = int(getattr(settings, "LOOP_THREADS", 0))
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    run.embeddings_path = place.embeddings
     rep.stage("embed", note="chunks of entities, shared with helper tasks")
     run.embeddings = embeddings_compute(
         iteration_id=run.iteration.pk,

@@ -440,8 +440,9 @@ def run_benchmark(
     out_dir : str or Path
         Created if missing.
     embeddings : ndarray of float32, shape (n_cases, d), optional
-        One row per case in cases order; ``active_pu`` then uses them and
-        ``active_pu_no_embeddings`` runs without.
+        One row per case in cases order; ``active_pu`` then uses them (as its
+        ``use_embeddings`` setting says) and ``active_pu_no_embeddings`` runs without (added to
+        the default methods; named ``methods`` run as given).
     log : callable
         Progress lines go here.
     **settings
@@ -462,7 +463,11 @@ def run_benchmark(
             n_estimators=min(st.loop.n_estimators, 50),
         )
     methods = list(st.methods)
-    if embeddings is not None and "active_pu_no_embeddings" not in methods:
+    if (
+        embeddings is not None
+        and "methods" not in settings
+        and "active_pu_no_embeddings" not in methods
+    ):
         methods.insert(1, "active_pu_no_embeddings")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -288,9 +288,13 @@ def test_embeddings_pretrain_once_then_reused(transactional_db, tmp_path, settin
 def test_auto_embeddings_decide_and_the_version_records_it(
     transactional_db, tmp_path, settings, admin_client
 ):
-    """The default ``auto`` on a dataset with events: the iteration embeds, checks, logs the
-    decision with its figures, and the version's spec and artifacts follow it."""
+    """The default ``auto`` on a dataset with events. With no encoder yet the iteration does not
+    wait: it goes on without embeddings and asks a worker to pretrain one (once). With the encoder
+    there, it embeds, checks, logs the decision with its figures, and the version's spec and
+    artifacts follow it."""
+    from labelapp.services.encoder_pretraining import encoder_place, encoder_pretrain_request
     from labelapp.services.imports import dataset_import
+    from labelapp.tasks.encoders import encoder_pretrain_task
     from tests.labelapp.factories import make_dataset_dir
 
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"
@@ -298,12 +302,32 @@ def test_auto_embeddings_decide_and_the_version_records_it(
     settings.LOOP_WORKER_NICE = 0
     folder = make_dataset_dir(tmp_path, n_cases=600, seed=2, name="autoemb")
     dataset = dataset_import(name="autoemb", source_dir=folder)
+    params = {**FAST, "encoder_minutes": 0.05}
     assert iteration_params_clean({}, dataset=dataset)["use_embeddings"] == "auto"
-    iteration = _queued(dataset, **{**FAST, "encoder_minutes": 0.05})
-    assert iteration_execute(iteration_id=iteration.pk)["status"] == "done", iteration.log
-    iteration.refresh_from_db()
-    assert "stage embed" in iteration.log and "held-out P-vs-U ROC AUC" in iteration.log
-    version = iteration.model_version
+
+    first = _queued(dataset, **params)
+    assert iteration_execute(iteration_id=first.pk)["status"] == "done", first.log
+    first.refresh_from_db()
+    assert "stage pretrain" not in first.log and "stage embed" not in first.log
+    assert "a worker pretrains one in the background" in first.log
+    assert first.model_version.metrics["embeddings"] == {
+        "setting": "auto",
+        "used": False,
+        "encoder": "pretraining",
+    }
+    snapshot = Path(first.model_version.data_snapshot["snapshot_dir"])
+    place = encoder_place(dataset.pk, snapshot)
+    assert place.claim.exists() and not place.encoder.exists()
+    assert not encoder_pretrain_request(place, snapshot, minutes=0.05)  # one at a time
+    # what the worker that took the message does
+    done = encoder_pretrain_task(str(place.folder), place.key, str(snapshot), 0.05)
+    assert done["pretrained"] and place.encoder.exists() and not place.claim.exists()
+
+    second = _queued(dataset, **params)
+    assert iteration_execute(iteration_id=second.pk)["status"] == "done", second.log
+    second.refresh_from_db()
+    assert "reusing encoder" in second.log and "held-out P-vs-U ROC AUC" in second.log
+    version = second.model_version
     decision = version.metrics["embeddings"]
     assert decision["setting"] == "auto" and decision["check"]["use"] == decision["used"]
     spec = FeatureSpec.load(Path(version.artifact_dir) / "feature_spec.json")

@@ -2,15 +2,24 @@
 
 An out-of-fold check of the PU objective with and without the embedding columns: a plain
 LightGBM separating the known positives (P) from the rest (U and not-confirmed answers) is fitted
-on K folds of a sample (every known positive, at most ``max_unlabeled`` others), once on all the
-features and once without the embeddings, and each fold's held-out rows are scored. The figure
-compared is the held-out P-vs-U ROC AUC: under the PU assumption that the labeled positives are
-a random share of all positives, ``AUC(P vs U) = (1 - theta) * AUC(P vs N) + theta / 2`` with
-``theta`` the share of positives in U, so a higher P-vs-U AUC means a higher true AUC without a
-single negative label (Menon et al., 2015). The embeddings are used when their gain is above
-zero with ``level`` confidence: the low end of a paired bootstrap interval (rows drawn again,
-both scores kept together) lies above 0. They cost an encoder's embedding pass per dataset
-version and a wider matrix in every fit, so a gain that noise could explain does not earn them.
+on K folds of a sample (every known positive and every expert answer, at most ``max_unlabeled``
+others), once on all the features and once without the embeddings, and each fold's held-out rows
+are scored. The figure compared is a held-out ROC AUC, on one of two sets:
+
+- **the experts' answers** (confirmed against not confirmed), once they hold at least
+  :data:`MIN_ANSWERS_EACH` of each: real labels, on the cases the loop found hard, the ones the
+  next batches are drawn from;
+- otherwise **P against U**: under the PU assumption that the labeled positives are a random
+  share of all positives, ``AUC(P vs U) = (1 - theta) * AUC(P vs N) + theta / 2`` with ``theta``
+  the share of positives in U, so a higher P-vs-U AUC means a higher true AUC without a single
+  negative label (Menon et al., 2015). Seeds defined by a rule break that assumption (P is then
+  a function of the rule's columns and both fits separate it perfectly): the check says so
+  (``informative`` False) and keeps the embeddings out until the experts' answers can decide.
+
+The embeddings are used when their gain is above zero with ``level`` confidence: the low end of
+a paired bootstrap interval (rows drawn again, both scores kept together) lies above 0. They cost
+an encoder's embedding pass per dataset version and a wider matrix in every fit, so a gain that
+noise could explain does not earn them.
 
 The check costs ``2 * n_splits`` small fits (seconds on a million cases: U is sampled), against
 the iteration's two-step model with its EM rounds.
@@ -32,6 +41,8 @@ CHECK_FOLDS = 3
 CHECK_MAX_UNLABELED = 50_000
 CHECK_BOOTSTRAP = 200
 CHECK_LEVEL = 0.8
+MIN_ANSWERS_EACH = 5  # confirmed and not-confirmed answers needed to judge on the answers
+SATURATED_AUC = 0.999  # both fits at least this far apart from chance: nothing to compare
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class EmbeddingsCheck:
     """The decision and its figures, as logged and recorded in a model version."""
 
     use: bool
+    measured_on: str  # "answers" or "P vs U"
+    informative: bool
     auc_with: float
     auc_without: float
     gain: float
@@ -47,6 +60,7 @@ class EmbeddingsCheck:
     level: float
     n_positive: int
     n_unlabeled: int
+    n_answers: int
     seconds: float
 
     def to_dict(self) -> dict:
@@ -54,9 +68,24 @@ class EmbeddingsCheck:
 
     def summary(self) -> str:
         verdict = "used" if self.use else "left out"
+        where = (
+            f"the experts' {self.n_answers:,} answers (confirmed vs not)"
+            if self.measured_on == "answers"
+            else "P vs U"
+        )
+        head = (
+            f"embeddings {verdict}: held-out ROC AUC on {where} {self.auc_with:.4f} with them, "
+            f"{self.auc_without:.4f} without"
+        )
+        if not self.informative:
+            return (
+                f"{head}: both fits separate them perfectly (seeds defined by a rule?), so this "
+                f"check cannot tell and they stay out; the experts' answers decide once they hold "
+                f"{MIN_ANSWERS_EACH} confirmed and {MIN_ANSWERS_EACH} not confirmed "
+                f"({self.seconds:.1f} s)"
+            )
         return (
-            f"embeddings {verdict}: held-out P-vs-U ROC AUC {self.auc_with:.4f} with them, "
-            f"{self.auc_without:.4f} without (gain {self.gain:+.4f}, {self.level:.0%} interval "
+            f"{head} (gain {self.gain:+.4f}, {self.level:.0%} interval "
             f"{self.gain_low:+.4f} to {self.gain_high:+.4f}; {self.n_positive:,} positives, "
             f"{self.n_unlabeled:,} others sampled, {self.seconds:.1f} s)"
         )
@@ -68,6 +97,7 @@ def embeddings_check(
     embedding_columns: np.ndarray | list[int],
     *,
     sample_weight: np.ndarray | None = None,
+    answered: np.ndarray | None = None,
     categorical_features: list[int] | None = None,
     n_splits: int = CHECK_FOLDS,
     max_unlabeled: int = CHECK_MAX_UNLABELED,
@@ -87,6 +117,9 @@ def embeddings_check(
     embedding_columns : positions of the embedding columns in ``X``.
     sample_weight : ndarray, shape (n,), optional
         The loop's training weights (confirmed positives weigh more).
+    answered : ndarray of bool, shape (n,), optional
+        The experts' answers (confirmed or not confirmed); judged on when they hold at least
+        :data:`MIN_ANSWERS_EACH` of each.
     categorical_features : positions of the categorical columns in ``X``.
     """
     started = time.monotonic()
@@ -96,12 +129,19 @@ def embeddings_check(
     if not emb.any():
         raise ValueError("no embedding columns to check")
     rng = np.random.default_rng(random_state)
+    answered = np.zeros(len(s), bool) if answered is None else np.asarray(answered, bool)
     positive = np.flatnonzero(s == 1)
     other = np.flatnonzero(s == 0)
     if len(other) > max_unlabeled:
-        other = np.sort(rng.choice(other, size=max_unlabeled, replace=False))
+        keep = answered[other]  # every answer stays in the sample
+        sampled = rng.choice(other[~keep], size=max(max_unlabeled - keep.sum(), 0), replace=False)
+        other = np.sort(np.concatenate([other[keep], sampled]))
     rows = np.concatenate([positive, other])
     y = s[rows]
+    on_answers = answered[rows]
+    n_yes, n_no = int((y[on_answers] == 1).sum()), int((y[on_answers] == 0).sum())
+    by_answers = min(n_yes, n_no) >= MIN_ANSWERS_EACH
+    judge = on_answers if by_answers else np.ones(len(rows), bool)
     n_splits = int(min(n_splits, len(positive)))
     if n_splits < 2:
         raise ValueError(f"need at least 2 known positives for the check, have {len(positive)}")
@@ -127,12 +167,16 @@ def embeddings_check(
                 seed=random_state,
             )
             scores[name][test] = booster.predict(X[rows[test]][:, cols])
-    auc_with = float(roc_auc_score(y, scores["with"]))
-    auc_without = float(roc_auc_score(y, scores["without"]))
-    gains = _bootstrap_gains(y, scores["with"], scores["without"], n_bootstrap, rng)
+    yj, with_j, without_j = y[judge], scores["with"][judge], scores["without"][judge]
+    auc_with = float(roc_auc_score(yj, with_j))
+    auc_without = float(roc_auc_score(yj, without_j))
+    informative = min(auc_with, auc_without) < SATURATED_AUC
+    gains = _bootstrap_gains(yj, with_j, without_j, n_bootstrap, rng)
     low, high = np.quantile(gains, [(1 - level) / 2, (1 + level) / 2])
     return EmbeddingsCheck(
-        use=bool(low > 0),
+        use=bool(informative and low > 0),
+        measured_on="answers" if by_answers else "P vs U",
+        informative=bool(informative),
         auc_with=round(auc_with, 5),
         auc_without=round(auc_without, 5),
         gain=round(auc_with - auc_without, 5),
@@ -141,6 +185,7 @@ def embeddings_check(
         level=level,
         n_positive=int(len(positive)),
         n_unlabeled=int(len(other)),
+        n_answers=int(on_answers.sum()),
         seconds=round(time.monotonic() - started, 2),
     )
 

@@ -429,11 +429,13 @@ class ActiveLoop:
             return None
         s, weight = training_targets(states, confirmed_weight=self.params.confirmed_weight)
         _, weight = self._known_negatives(states, weight)
+        states = np.asarray(states)
         return embeddings_check(
             X,
             s,
             embedding_indices(spec),
             sample_weight=weight,
+            answered=(states == CONFIRMED) | (states == NOT_CONFIRMED),
             categorical_features=spec.categorical_indices or None,
             n_jobs=self.n_jobs,
             random_state=self.params.random_state,

@@ -326,7 +326,7 @@ def test_auto_embeddings_decide_and_the_version_records_it(
     second = _queued(dataset, **params)
     assert iteration_execute(iteration_id=second.pk)["status"] == "done", second.log
     second.refresh_from_db()
-    assert "reusing encoder" in second.log and "held-out P-vs-U ROC AUC" in second.log
+    assert "reusing encoder" in second.log and "held-out ROC AUC on" in second.log
     version = second.model_version
     decision = version.metrics["embeddings"]
     assert decision["setting"] == "auto" and decision["check"]["use"] == decision["used"]
@@ -334,7 +334,7 @@ def test_auto_embeddings_decide_and_the_version_records_it(
     assert (spec.embedding_dim > 0) == decision["used"]
     assert (Path(version.artifact_dir) / "encoder.pt").exists() == decision["used"]
     page = admin_client.get(reverse("model-detail", args=[version.pk])).content.decode()
-    assert "Embeddings (auto)" in page and "held-out P-vs-U ROC AUC" in page
+    assert "Embeddings (auto)" in page and "held-out ROC AUC on" in page
 
 
 def test_auto_without_events_is_off_and_on_is_refused(loop_dataset):

@@ -65,3 +65,30 @@ def test_rank_auc_matches_sklearn_with_ties():
     y = rng.random(300) < 0.2
     score = np.round(rng.random(300) + y * 0.3, 1)  # many ties
     assert _auc(y, score) == pytest.approx(roc_auc_score(y, score))
+
+
+def test_the_experts_answers_decide_once_they_hold_both_kinds():
+    """Seeds from a rule (P = amount > t) make P vs U separable by the rule's column alone: the
+    check says it cannot tell. With answers, it judges on them: columns that tell the confirmed
+    answers from the rejected ones are used."""
+    rng = np.random.default_rng(0)
+    n = 6000
+    amount = rng.gamma(2.0, 30.0, n)
+    y = (amount > 150) | (rng.random(n) < 0.04)
+    emb = rng.standard_normal((n, 3))
+    emb[y & (amount <= 150), 0] += 3.0  # the positives the rule misses show in the embeddings
+    X = np.column_stack([amount, rng.standard_normal(n), emb]).astype(np.float32)
+    s = (amount > 150).astype(np.int8)
+    rule_only = embeddings_check(X, s, [2, 3, 4], n_jobs=1)
+    assert not rule_only.informative and not rule_only.use
+    assert rule_only.measured_on == "P vs U" and "cannot tell" in rule_only.summary()
+    # two batches answered: some of the rule's misses confirmed, the rest not
+    shown = np.flatnonzero(s == 0)[:400]
+    answered = np.zeros(n, bool)
+    answered[shown] = True
+    s2 = s.copy()
+    s2[shown[y[shown]]] = 1
+    check = embeddings_check(X, s2, [2, 3, 4], answered=answered, n_jobs=1)
+    assert check.measured_on == "answers" and check.n_answers == 400
+    assert check.informative and check.use, check.summary()
+    assert "the experts' 400 answers" in check.summary()

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
@@ -149,24 +150,23 @@ def embeddings_check(
     kept = np.flatnonzero(~emb)
     remap = {old: new for new, old in enumerate(kept)}
     cat_without = [remap[c] for c in (categorical_features or []) if c in remap]
+    sample = {"with": np.asarray(X[rows]), "without": None}
+    sample["without"] = sample["with"][:, kept]
+    cats = {"with": categorical_features, "without": cat_without}
     scores = {"with": np.zeros(len(rows)), "without": np.zeros(len(rows))}
     folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     for train, test in folds.split(rows, y):
-        for name, cols, cats in (
-            ("with", slice(None), categorical_features),
-            ("without", kept, cat_without),
-        ):
-            Xs = X[rows[train]][:, cols]
+        for name, Xs in sample.items():
             booster = fit_gbrt(
-                Xs,
+                Xs[train],
                 y[train],
                 sample_weight=None if weight is None else weight[train],
-                categorical_features=cats or None,
+                categorical_features=cats[name] or None,
                 n_estimators=CHECK_TREES,
                 n_jobs=n_jobs,
                 seed=random_state,
             )
-            scores[name][test] = booster.predict(X[rows[test]][:, cols])
+            scores[name][test] = booster.predict(Xs[test])
     yj, with_j, without_j = y[judge], scores["with"][judge], scores["without"][judge]
     auc_with = float(roc_auc_score(yj, with_j))
     auc_without = float(roc_auc_score(yj, without_j))
@@ -204,15 +204,7 @@ def _bootstrap_gains(
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC by ranks (ties share their mean rank), faster than sklearn for many resamples."""
-    order = np.argsort(score, kind="mergesort")
-    sorted_scores = score[order]
-    ranks = np.empty(len(score))
-    ranks[order] = np.arange(1, len(score) + 1)
-    # mean rank within ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    if len(first) < len(score):
-        mean_rank = first + (counts + 1) / 2.0
-        ranks[order] = np.repeat(mean_rank, counts)
+    ranks = rankdata(score)
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))

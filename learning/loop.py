@@ -319,15 +319,20 @@ class LoopParams:
         )
 
 
+# The words a yes/no parameter takes; a choice parameter with "on"/"off" reads them too (the
+# embeddings setting was a boolean).
+_YES, _NO = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
 def _coerce(info: ParamInfo, value: Any) -> Any:
     if info.choices:
         return _choice(info, value)
     if info.kind is bool:
         if isinstance(value, str):
             lowered = value.strip().lower()
-            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            if lowered not in _YES | _NO:
                 raise ValueError("expected true or false")
-            return lowered in {"1", "true", "yes", "on"}
+            return lowered in _YES
         return bool(value)
     if isinstance(value, bool):
         raise ValueError(f"expected a number, not {value}")
@@ -341,10 +346,6 @@ def _coerce(info: ParamInfo, value: Any) -> Any:
     if not np.isfinite(value):
         raise ValueError("expected a finite number")
     return value
-
-
-# A yes/no answer given to a choice parameter: "on"/"off" (the embeddings setting was a boolean).
-_YES, _NO = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 def _choice(info: ParamInfo, value: Any) -> str:

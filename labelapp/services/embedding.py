@@ -50,6 +50,7 @@ def embeddings_compute(
     log: Callable[[str], None],
 ) -> np.ndarray:
     """Every case's embedding (read-only memmap), with helper tasks sharing the chunks."""
+    torch_threads()
     job = _job(encoder, snapshot, out_path)
     total = len(job.keys)
     if job.prepare(resume=True):
@@ -90,7 +91,7 @@ def embedding_chunks_help(
     claims = claims_dir(out_path, iteration_id)
     if not running() or not claims.is_dir():
         return {"embedded": [], "why": "iteration not running"}
-    _torch_threads()
+    torch_threads()
     job = _job(encoder, snapshot, out_path)
     mine = job.run(
         claim=lambda key: running() and chunk_claim(claims / f"{key}.claim"),
@@ -106,7 +107,8 @@ def claims_dir(out_path: Path, iteration_id: int) -> Path:
     return out_path.parent / f".{out_path.stem}-claims-{iteration_id}"
 
 
-def _torch_threads() -> None:
+def torch_threads() -> None:
+    """Torch's threads in a worker: ``LOOP_THREADS`` where set (else torch's own default)."""
     threads = int(getattr(settings, "LOOP_THREADS", 0))
     if threads:
         import torch

@@ -66,14 +66,12 @@ def encoder_pretrain(
 
     if place.encoder.exists():
         return place.encoder
-    threads = int(getattr(settings, "LOOP_THREADS", 0))
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    threads = int(getattr(settings, "LOOP_THREADS", 0)) or None  # None: ENCODERS_THREADS or 1
     tmp = place.folder / f".encoder-{place.key}-{os.getpid()}.pt"
     try:
-        encoders_api.pretrain_for_dataset(snapshot, tmp, minutes=minutes, progress=progress)
+        encoders_api.pretrain_for_dataset(
+            snapshot, tmp, minutes=minutes, progress=progress, threads=threads
+        )
         tmp.replace(place.encoder)
     finally:
         tmp.unlink(missing_ok=True)

@@ -367,11 +367,6 @@ def stage_embed(run: Run) -> None:
         )
     else:
         rep.log(f"reusing encoder {encoder.name}")
-    threads = int(getattr(settings, "LOOP_THREADS", 0))
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
     run.embeddings_path = place.embeddings
     rep.stage("embed", note="chunks of entities, shared with helper tasks")
     run.embeddings = embeddings_compute(

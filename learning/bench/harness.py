@@ -218,6 +218,8 @@ class Harness:
             p = replace(p, label_derived=False)
         elif name == "active_pu_no_deviation_features":
             p = replace(p, entity_deviation=False)
+        elif name == "active_pu_no_embeddings":
+            p = replace(p, use_embeddings="off")
         elif name in ("naive_pu_hand_features", "oracle"):
             p = replace(p, label_derived=False, entity_deviation=False)
         return ActiveLoop(p, n_jobs=self.settings.n_jobs)
@@ -297,8 +299,6 @@ def run_active(h: Harness, name: str) -> tuple[dict, list[dict], np.ndarray]:
     """Replay the loop for one active method; returns its metrics, curve and test scores."""
     st = h.settings
     loop = h.loop_for(name)
-    if name == "active_pu_no_embeddings":
-        loop = ActiveLoop(replace(loop.params, use_embeddings="off"), n_jobs=loop.n_jobs)
     use_emb = loop.wants_embeddings(has_events=h.embeddings is not None)
     pool_idx, test_idx = h.split.pool, h.split.test
     states = pool.initial_states(h.pool_seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, FilteredRelation, Q, Subquery
 
 
 class PoolState(models.TextChoices):
@@ -42,13 +42,12 @@ class Dataset(models.Model):
     current_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # Case.score is a copy of the current model's scores.npy, written in chunks after the pointer
-    # flips: rows below scores_synced_rows hold scores_model's scores (all of them once it equals
-    # n_cases), the rest still the previous version's.
+    # The version whose scores lists and filters show (its CaseScore rows are all there): it
+    # follows current_model once that version's rows are loaded, in the statement that swaps them
+    # in (labelapp.services.case_scores).
     scores_model = models.ForeignKey(
         "ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    scores_synced_rows = models.PositiveIntegerField(default=0)
     # Hidden checks of expert recall: this share of each new batch is seed positives that the
     # experts cannot tell apart from the other cases (0 = off; see labelapp.services.checks).
     hidden_check_share = models.FloatField(
@@ -59,10 +58,8 @@ class Dataset(models.Model):
 
     @property
     def case_scores_pending(self) -> bool:
-        """True while ``Case.score`` does not yet hold the current model's scores everywhere."""
-        return self.current_model_id is not None and (
-            self.scores_model_id != self.current_model_id or self.scores_synced_rows < self.n_cases
-        )
+        """True while lists and filters still show an earlier version's scores than the current."""
+        return self.current_model_id is not None and self.scores_model_id != self.current_model_id
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
@@ -77,6 +74,24 @@ class Dataset(models.Model):
         return self.name
 
 
+class CaseQuerySet(models.QuerySet):
+    def with_scores(self, version_id: int | None) -> CaseQuerySet:
+        """Annotate ``score`` and ``score_percentile`` from ``version_id``'s scores (None: none).
+
+        A left join on the version's :class:`CaseScore` rows, so ``score`` filters and orders
+        like a column (``filter(score__gte=...)``, ``order_by("-score")``).
+        """
+        return self.annotate(
+            shown_score=FilteredRelation("scores", condition=Q(scores__version_id=version_id)),
+            score=F("shown_score__score"),
+            score_percentile=F("shown_score__percentile"),
+        )
+
+    def with_shown_scores(self, dataset: Dataset) -> CaseQuerySet:
+        """:meth:`with_scores` of the version whose scores ``dataset`` shows."""
+        return self.with_scores(dataset.scores_model_id)
+
+
 class Case(models.Model):
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="cases")
     row = models.PositiveIntegerField(help_text="Position in the dataset's feature snapshot.")
@@ -88,8 +103,8 @@ class Case(models.Model):
         max_length=20, choices=PoolState.choices, default=PoolState.UNLABELED
     )
     features = models.JSONField(default=dict, blank=True)
-    score = models.FloatField(null=True, blank=True)
-    score_percentile = models.FloatField(null=True, blank=True)
+
+    objects = CaseQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -99,11 +114,40 @@ class Case(models.Model):
         indexes = [
             models.Index(fields=["dataset", "pool_state"]),
             models.Index(fields=["dataset", "entity_id", "ts"]),
-            models.Index(fields=["dataset", "score"]),
         ]
 
     def __str__(self) -> str:
         return self.case_id
+
+    # The shown version's score and its percentile among all the dataset's cases: annotated by
+    # ``Case.objects.with_scores(version_id)`` for lists, else read on first use (one query).
+    @property
+    def score(self) -> float | None:
+        return self._shown_score()[0]
+
+    @score.setter
+    def score(self, value: float | None) -> None:
+        self.__dict__["_score"] = value
+
+    @property
+    def score_percentile(self) -> float | None:
+        return self._shown_score()[1]
+
+    @score_percentile.setter
+    def score_percentile(self, value: float | None) -> None:
+        self.__dict__["_score_percentile"] = value
+
+    def _shown_score(self) -> tuple[float | None, float | None]:
+        cached = self.__dict__
+        if "_score" not in cached or "_score_percentile" not in cached:
+            shown = Dataset.objects.filter(pk=self.dataset_id).values("scores_model_id")
+            found = (
+                CaseScore.objects.filter(case_id=self.pk, version_id=Subquery(shown))
+                .values_list("score", "percentile")
+                .first()
+            )
+            cached["_score"], cached["_score_percentile"] = found or (None, None)
+        return cached["_score"], cached["_score_percentile"]
 
 
 class Event(models.Model):
@@ -202,6 +246,38 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset} v{self.pk}"
+
+
+class CaseScore(models.Model):
+    """One case's score under one model version, copied from the version's ``scores.npy``.
+
+    Lists, filters and the explorer read the scores of ``Dataset.scores_model`` from here. A
+    version's rows are loaded in one transaction (``COPY`` on PostgreSQL) that also moves
+    ``scores_model`` to it: the swap is one statement and the case rows are never rewritten.
+    No database foreign keys: the rows are written in bulk and removed with their dataset or
+    when they are neither shown nor current (labelapp.services.case_scores).
+    """
+
+    pk = models.CompositePrimaryKey("version_id", "case_id")
+    version = models.ForeignKey(
+        ModelVersion,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # the primary key leads with it
+        related_name="+",
+    )
+    case = models.ForeignKey(
+        Case,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        db_index=False,  # read through the primary key, with the version
+        related_name="scores",
+    )
+    score = models.FloatField()
+    percentile = models.FloatField(help_text="Share (0-100] of the cases scoring at most this.")
+
+    # The explorer's keyset index (version, score DESC NULLS LAST, case DESC) is made by
+    # migration 0007, per database, as migration 0005 does for the case table.
 
 
 class BatchItem(models.Model):

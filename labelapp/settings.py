@@ -300,7 +300,5 @@ LOOP_WORKER_NICE = env_int("LOOP_WORKER_NICE", 10)
 LOOP_SCORE_CHUNK_ROWS = env_int("LOOP_SCORE_CHUNK_ROWS", 0)
 LOOP_EMBED_CHUNK_EVENTS = env_int("LOOP_EMBED_CHUNK_EVENTS", 0)
 LOOP_EMBED_HELPERS = env_int("LOOP_EMBED_HELPERS", 4)
-# Rows of Case.score written per transaction after a model version becomes current.
-LOOP_SCORE_WRITE_ROWS = env_int("LOOP_SCORE_WRITE_ROWS", 50_000)
 # The model page's map of the cases, computed by a worker after each iteration (issue 16).
 CASE_MAP_AFTER_ITERATION = env_bool("CASE_MAP_AFTER_ITERATION", True)

@@ -47,6 +47,14 @@ class CaseOutputSerializer(serializers.ModelSerializer):
     current_answer = serializers.CharField(
         allow_null=True, read_only=True, help_text="The standing answer (latest not undone)."
     )
+    score = serializers.FloatField(
+        allow_null=True, read_only=True, help_text="The shown model version's score."
+    )
+    score_percentile = serializers.FloatField(
+        allow_null=True,
+        read_only=True,
+        help_text="Share (0-100] of the dataset's cases scoring at most this.",
+    )
 
     class Meta:
         model = Case

@@ -130,7 +130,7 @@ def main(out_dir: Path, quick: bool) -> dict:
                 last_stage = iteration.stage
             if iteration.status not in Iteration.ACTIVE_STATUSES:
                 ended_s = ended_s or time.perf_counter() - t0
-                # Case.score follows the pointer flip in chunks: wait for it, page timed meanwhile.
+                # The shown scores follow the pointer flip: wait for them, page timed meanwhile.
                 if iteration.status != "done" or not _case_scores_pending(dataset):
                     break
             elapsed = _timed_get(client, url)
@@ -185,5 +185,5 @@ def main(out_dir: Path, quick: bool) -> dict:
 
 
 def _case_scores_pending(dataset) -> bool:
-    dataset.refresh_from_db(fields=["current_model", "scores_model", "scores_synced_rows"])
+    dataset.refresh_from_db(fields=["current_model", "scores_model"])
     return dataset.case_scores_pending

@@ -133,7 +133,8 @@ def _ensure_batch(dataset, *, size: int):
     rng = random.Random(0)
     rows = sorted(rng.sample(range(max_id + 1), min(size * 3, max_id + 1)))
     cases = list(
-        Case.objects.filter(dataset=dataset, row__in=rows, pool_state=PoolState.UNLABELED)
+        Case.objects.with_shown_scores(dataset)
+        .filter(dataset=dataset, row__in=rows, pool_state=PoolState.UNLABELED)
         .order_by("row")
         .values_list("pk", "score")[:size]
     )

@@ -60,7 +60,7 @@ def explorer_cases(user: Any, dataset: Dataset, filters: ExplorerFilters) -> Que
     """
     if filters.sort not in SORTS:
         raise ExplorerError("sort", f"sort by one of {', '.join(SORTS)}")
-    cases = cases_visible_to(user, dataset.cases.all())
+    cases = cases_visible_to(user, dataset.cases.with_shown_scores(dataset))
     if filters.search:
         cases = cases.filter(Q(case_id=filters.search) | Q(entity_id=filters.search))
     if filters.pool_states:

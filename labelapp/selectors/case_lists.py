@@ -48,7 +48,7 @@ def case_list(
     language (``learning.expressions.ExpressionError`` if it is not one); ``search`` a case or
     entity id.
     """
-    cases = cases_visible_to(user, dataset.cases.all()).annotate(
+    cases = cases_visible_to(user, dataset.cases.with_shown_scores(dataset)).annotate(
         current_answer=current_answer_subquery()
     )
     if pool_state:

@@ -192,11 +192,8 @@ def seed_preview(dataset: Dataset, source: SeedSource, *, remove: bool = False) 
         if held:
             preview.n_change -= held
             preview.not_changed[OPEN_CHECK_REASON] = held
-    preview.sample = list(
-        changeable_cases(cases, remove=remove).order_by("row")[:SAMPLE_SIZE]
-        if preview.n_change
-        else cases.order_by("row")[:SAMPLE_SIZE]
-    )
+    sample = changeable_cases(cases, remove=remove) if preview.n_change else cases
+    preview.sample = list(sample.with_shown_scores(dataset).order_by("row")[:SAMPLE_SIZE])
     return preview
 
 

@@ -137,7 +137,8 @@ def _nearest_of(case: Case, index: NeighborIndex, space: dict, rows: list[int], 
     differs = differing_features(
         _hand_block(query, space)[0], _hand_block(vectors[idx[0]], space), space["hand_features"]
     )
-    by_row = {c.row: c for c in Case.objects.filter(dataset=case.dataset, row__in=chosen.tolist())}
+    shown = Case.objects.with_shown_scores(case.dataset)
+    by_row = {c.row: c for c in shown.filter(dataset=case.dataset, row__in=chosen.tolist())}
     return [
         SimilarCase(by_row[int(r)], float(d), diff)
         for r, d, diff in zip(chosen, dist[0], differs, strict=True)

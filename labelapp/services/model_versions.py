@@ -7,16 +7,14 @@ value, row order), ``metrics.json``, ``params.json`` and ``scores.npy`` (every c
 row order: what promotion writes back into the database). Artifacts are written into a hidden
 staging folder and renamed into place, so a folder under ``models/`` is always complete; the
 database learns about it only after that, in the short transaction that also flips
-``Dataset.current_model``. ``Case.score`` is a copy of the current version's ``scores.npy`` for
-lists and filters: written after the flip in chunks of ``LOOP_SCORE_WRITE_ROWS`` rows, one
-transaction each, tracked by ``Dataset.scores_model``/``scores_synced_rows`` so that a killed
-worker's copy is finished later (:func:`case_scores_sync_pending`). While it runs, rows past
-``scores_synced_rows`` still show the previous version's score.
+``Dataset.current_model``. Lists and filters show the scores of ``Dataset.scores_model``, rows of
+``CaseScore`` loaded from ``scores.npy`` after the flip in one transaction that also moves
+``scores_model`` (:mod:`labelapp.services.case_scores`); a killed worker's load is redone later
+(:func:`case_scores_sync_pending`). Until then lists show the previous version's scores.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import uuid
@@ -24,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
-from labelapp.models import AuditEvent, Case, Dataset, ModelVersion
+from labelapp.models import AuditEvent, Dataset, ModelVersion
 from labelapp.services.audit import audit_event_create
+from labelapp.services.case_scores import case_scores_swap_in
 
-SCORE_WRITE_CHUNK = 50_000  # rows of Case.score per transaction (``LOOP_SCORE_WRITE_ROWS``)
 # Every event that moves Dataset.current_model records {"from_version", "to_version"}.
 CURRENT_FLIP_VERBS = ("model.current", "model.promote", "model.rollback")
 ARTIFACT_FILES = ("model.txt", "feature_spec.json", "params.json", "metrics.json", "scores.npy")
@@ -68,111 +65,35 @@ def json_write(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def score_percentiles(scores: np.ndarray) -> np.ndarray:
-    """Percentile rank (0-100] of each score among all; ties share the highest rank."""
-    scores = np.asarray(scores, dtype=np.float64)
-    n = len(scores)
-    if n == 0:
-        return scores
-    order = np.sort(scores)
-    return 100.0 * np.searchsorted(order, scores, side="right") / n
-
-
-def score_write_rows() -> int:
-    return int(getattr(settings, "LOOP_SCORE_WRITE_ROWS", 0)) or SCORE_WRITE_CHUNK
-
-
 def model_pointer_flip(*, dataset_id: int, version: ModelVersion) -> int | None:
     """Make ``version`` current; returns the previous current version's id.
 
-    Call inside the transaction that must flip it. Light: two rows. ``Case.score`` follows in
-    chunks afterwards (:func:`case_scores_sync`).
+    Call inside the transaction that must flip it. Light: one row. The scores lists show
+    follow once the version's score rows are loaded (:func:`case_scores_sync`).
     """
     locked = Dataset.objects.select_for_update().get(pk=dataset_id)
     previous = locked.current_model_id
-    Dataset.objects.filter(pk=dataset_id).update(
-        current_model=version, scores_model=version, scores_synced_rows=0
-    )
+    Dataset.objects.filter(pk=dataset_id).update(current_model=version)
     return previous
 
 
-def case_scores_sync(*, dataset: Dataset, progress=None) -> bool:
-    """Copy the current model's ``scores.npy`` into ``Case.score`` and ``score_percentile``.
+def case_scores_sync(*, dataset: Dataset) -> bool:
+    """Make lists and filters show the current version's scores (load its rows, swap them in).
 
-    ``score_write_rows()`` rows per transaction, resuming after the rows already written
-    (``Dataset.scores_synced_rows``), so no transaction holds many row locks and a run killed
-    half way is finished by the next call. Each chunk is written only while the version is still
-    current; returns False (and stops) when the pointer moved meanwhile, True when all rows
-    hold the current version's scores.
+    True when they show them; False when the pointer moved on meanwhile (the newer version's
+    own sync follows). Safe to call twice: a version already shown costs one query.
     """
-    dataset.refresh_from_db(fields=["current_model", "scores_model", "scores_synced_rows"])
+    dataset.refresh_from_db(fields=["current_model", "scores_model"])
     version = dataset.current_model
-    if version is None:
+    if version is None or dataset.scores_model_id == version.pk:
         return True
-    start = dataset.scores_synced_rows if dataset.scores_model_id == version.pk else 0
-    if start >= dataset.n_cases and dataset.scores_model_id == version.pk:
-        return True
-    scores = np.asarray(model_version_scores(version), dtype=np.float64)
-    percentiles = score_percentiles(scores)
-    chunk = score_write_rows()
-    for a in range(start, len(scores), chunk):
-        b = min(a + chunk, len(scores))
-        with transaction.atomic():
-            still_current = Dataset.objects.filter(pk=dataset.pk, current_model=version).update(
-                scores_model=version, scores_synced_rows=b
-            )
-            if not still_current:
-                return False
-            _case_scores_write_rows(dataset.pk, a, scores[a:b], percentiles[a:b])
-        if progress:
-            progress(b, len(scores))
-    if len(scores) == 0:
-        Dataset.objects.filter(pk=dataset.pk, current_model=version).update(scores_model=version)
-    return True
-
-
-def _case_scores_write_rows(
-    dataset_id: int, start: int, scores: np.ndarray, percentiles: np.ndarray
-) -> None:
-    """``Case.score``/``score_percentile`` of rows ``start:start+len(scores)`` (one chunk).
-
-    PostgreSQL: ``COPY`` into a temporary table, then one ``UPDATE ... FROM``. Others:
-    ``executemany``. Writing a chunk twice writes the same values.
-    """
-    rows = np.arange(start, start + len(scores), dtype=np.int64)
-    table = Case._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS loop_scores "
-                "(row integer PRIMARY KEY, score double precision, pct double precision) "
-                "ON COMMIT DROP"
-            )
-            cursor.execute("TRUNCATE loop_scores")  # when an outer transaction keeps it alive
-            buffer = io.StringIO()
-            pd.DataFrame({"row": rows, "s": scores, "p": percentiles}).to_csv(
-                buffer, sep="\t", header=False, index=False, float_format="%.17g"
-            )
-            with cursor.copy("COPY loop_scores (row, score, pct) FROM STDIN") as copy:
-                copy.write(buffer.getvalue())
-            cursor.execute(
-                f"UPDATE {table} AS c SET score = t.score, score_percentile = t.pct "
-                "FROM loop_scores AS t WHERE c.dataset_id = %s AND c.row = t.row",
-                [dataset_id],
-            )
-        else:
-            cursor.executemany(
-                f"UPDATE {table} SET score = %s, score_percentile = %s "
-                "WHERE dataset_id = %s AND row = %s",
-                [
-                    (float(s), float(p), dataset_id, int(r))
-                    for s, p, r in zip(scores, percentiles, rows, strict=True)
-                ],
-            )
+    return case_scores_swap_in(
+        dataset=dataset, version=version, scores=model_version_scores(version)
+    )
 
 
 def case_scores_sync_pending() -> int:
-    """Finish the ``Case.score`` copies a killed worker left half done; returns how many."""
+    """Show the current version's scores where a killed worker left that undone; how many."""
     n = 0
     for dataset in Dataset.objects.exclude(current_model=None):
         if dataset.case_scores_pending:
@@ -192,7 +113,7 @@ def model_version_promote(
 ) -> ModelVersion:
     """Make ``version`` its dataset's current model, then write its scores back to the cases.
 
-    The pointer flips in one short transaction; ``Case.score`` follows in chunks
+    The pointer flips in one short transaction; the scores lists show follow in a second one
     (:func:`case_scores_sync`).
     """
     dataset = version.dataset

@@ -5,9 +5,10 @@ Every stage reports its name, done/total and log lines to the ``Iteration`` row 
 it); a heartbeat thread stamps ``heartbeat_at`` so a killed worker is noticed, and notices a
 cancel. Nothing the experts or the current model depend on changes before ``finalize``: its one
 short transaction writes the batch, the new ``ModelVersion`` and flips ``Dataset.current_model``,
-after the version's artifacts (scores included) were written and renamed into place; ``Case.score``
-follows in chunks of rows after it (:func:`labelapp.services.model_versions.case_scores_sync`). A
-failure anywhere before the flip leaves the previous model current and the pool untouched.
+after the version's artifacts (scores included) were written and renamed into place; the scores
+lists and filters show follow in one more transaction (``CaseScore`` rows loaded and swapped in:
+:func:`labelapp.services.model_versions.case_scores_sync`). A failure anywhere before the flip
+leaves the previous model current and the pool untouched.
 
 Scoring and embedding fan out. Scoring: the model and its inputs are written to the staging
 folder first, then one Celery task per chunk of rows is enqueued; the running task scores chunks
@@ -754,7 +755,7 @@ def stage_finalize(run: Run) -> None:
     rep.stage(
         "finalize",
         total=n,
-        note="artifacts; batch, model and pointer in one transaction; then Case.score in chunks",
+        note="artifacts; batch, model and pointer in one transaction; then the shown scores",
     )
     staging = run.staging
     json_write(staging / "params.json", run.loop.params.to_dict())
@@ -830,20 +831,23 @@ def _checks_note(run: Run) -> str:
 
 
 def _case_scores_follow(run: Run) -> None:
-    """After the flip: copy the new scores into ``Case.score`` in short transactions.
+    """After the flip: load the new version's scores and swap them in for lists and filters.
 
-    The iteration is already done and its version current; a failure here only leaves the copy
-    unfinished, which :func:`case_scores_sync_pending` (the reaper task) or the next flip finishes.
+    The iteration is already done and its version current; a failure here only leaves lists on
+    the previous scores, which :func:`case_scores_sync_pending` (the reaper task) or the next
+    flip mends.
     """
     t0 = time.monotonic()
     try:
         synced = case_scores_sync(dataset=run.dataset)
     except Exception as exc:  # noqa: BLE001 - the version is current; report, the reaper resumes
-        _log_done_iteration(run.iteration.pk, f"writing Case.score failed, to be resumed: {exc}")
+        _log_done_iteration(
+            run.iteration.pk, f"showing the new scores failed, to be retried: {exc}"
+        )
         return
-    what = "written" if synced else "left to a newer version"
+    what = "shown in lists" if synced else "left to a newer version"
     _log_done_iteration(
-        run.iteration.pk, f"case scores {what} in {time.monotonic() - t0:.1f}s (after the flip)"
+        run.iteration.pk, f"case scores {what} {time.monotonic() - t0:.1f}s after the flip"
     )
 
 

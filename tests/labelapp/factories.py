@@ -5,10 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from labelapp.demo import generate_demo_dataset
-from labelapp.models import BatchItem, Case, Dataset, Event, Iteration, PatternTag, PoolState
+from labelapp.models import (
+    BatchItem,
+    Case,
+    CaseScore,
+    Dataset,
+    Event,
+    Iteration,
+    ModelVersion,
+    PatternTag,
+    PoolState,
+)
+from labelapp.services.case_scores import score_percentiles
 
 FEATURES = ("amount", "customer_nb_tx_7d", "terminal_nb_tx_30d")
 T0 = datetime(2018, 4, 1, tzinfo=UTC)
@@ -52,11 +64,19 @@ def make_dataset_dir(
     return folder
 
 
-def make_dataset(*, name: str = "toy", n_cases: int = 20, n_seed: int = 2, events: bool = True):
+def make_dataset(
+    *,
+    name: str = "toy",
+    n_cases: int = 20,
+    n_seed: int = 2,
+    events: bool = True,
+    scores: bool = False,
+):
     """A ready dataset with ``n_cases`` cases of three numeric features and, optionally, events.
 
     Case ``i`` belongs to entity ``e{i % 5}`` at ``T0 + i hours``; its entity has one event per
     case at the same moment (amount = the case's amount), so every case has a timeline.
+    With ``scores``, lists show case ``i`` scored ``i / n_cases`` (:func:`shown_scores_create`).
     """
     dataset = Dataset.objects.create(
         name=name,
@@ -84,11 +104,11 @@ def make_dataset(*, name: str = "toy", n_cases: int = 20, n_seed: int = 2, event
                     "customer_nb_tx_7d": i % 7,
                     "terminal_nb_tx_30d": 3 * i,
                 },
-                score=i / n_cases,
-                score_percentile=100.0 * i / n_cases,
             )
         )
     Case.objects.bulk_create(cases)
+    if scores:
+        shown_scores_create(dataset, [i / n_cases for i in range(n_cases)])
     if events:
         Event.objects.bulk_create(
             Event(
@@ -104,6 +124,25 @@ def make_dataset(*, name: str = "toy", n_cases: int = 20, n_seed: int = 2, event
     dataset.n_events = n_cases if events else 0
     dataset.save()
     return dataset
+
+
+def shown_scores_create(dataset: Dataset, scores: list[float | None]) -> ModelVersion:
+    """Scores (row order; None: no score) that lists and filters show, under a version of its own.
+
+    The version is shown but not current; ``score_percentile`` is the share of the scored cases
+    scoring at most as high.
+    """
+    version = ModelVersion.objects.create(dataset=dataset, artifact_dir="")
+    by_row = dict(dataset.cases.values_list("row", "pk"))
+    scored = [(row, s) for row, s in enumerate(scores) if s is not None]
+    percentiles = score_percentiles(np.asarray([s for _, s in scored], dtype=float))
+    CaseScore.objects.bulk_create(
+        CaseScore(version=version, case_id=by_row[row], score=score, percentile=pct)
+        for (row, score), pct in zip(scored, percentiles.tolist(), strict=True)
+    )
+    Dataset.objects.filter(pk=dataset.pk).update(scores_model=version)
+    dataset.scores_model = version
+    return version
 
 
 def make_iteration(dataset: Dataset, *, number: int | None = None, status: str = "done"):
@@ -128,7 +167,11 @@ def make_batch(
     """
     iteration = iteration or make_iteration(dataset)
     if cases is None:
-        cases = list(dataset.cases.filter(pool_state=PoolState.UNLABELED).order_by("-score")[:size])
+        cases = list(
+            dataset.cases.with_shown_scores(dataset)
+            .filter(pool_state=PoolState.UNLABELED)
+            .order_by("-score")[:size]
+        )
     items = [
         BatchItem(
             iteration=iteration,

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from labelapp.models import Case, Dataset, ModelVersion
+from labelapp.models import Dataset, ModelVersion
+from labelapp.services.case_scores import case_scores_swap_in
 from learning.featurespec import FeatureSpec, build_matrix
 from learning.pu import TwoStepPU
 
@@ -105,12 +106,8 @@ def write_scores(dataset: Dataset, version: ModelVersion) -> np.ndarray:
     cases = dataset_cases_frame(dataset)
     booster = lgb.Booster(model_file=str(folder / "model.txt"))
     scores = booster.predict(build_matrix(spec, cases, positives=positives))
-    ranks = pd.Series(scores).rank(pct=True).to_numpy() * 100
-    rows = cases["row"].to_numpy()
-    by_row = {int(r): (float(s), float(p)) for r, s, p in zip(rows, scores, ranks, strict=True)}
-    updated = []
-    for case in dataset.cases.all():
-        case.score, case.score_percentile = by_row[case.row]
-        updated.append(case)
-    Case.objects.bulk_update(updated, ["score", "score_percentile"])
+    in_row_order = np.empty(len(scores), dtype=np.float64)
+    in_row_order[cases["row"].to_numpy()] = scores
+    case_scores_swap_in(dataset=dataset, version=version, scores=in_row_order)
+    dataset.refresh_from_db()
     return scores

@@ -118,7 +118,11 @@ def test_bundle_from_the_api_scores_like_the_app(loop_env, tmp_path, use_embeddi
     run = _score_outside(bundle, folder, out, events=use_embeddings)
     assert run.returncode == 0, run.stderr
     outside = pd.read_csv(out).set_index("case_id")["score"]
-    app = dict(Case.objects.filter(dataset=version.dataset).values_list("case_id", "score"))
+    app = dict(
+        Case.objects.with_shown_scores(version.dataset)
+        .filter(dataset=version.dataset)
+        .values_list("case_id", "score")
+    )
     app_scores = np.array([app[c] for c in outside.index])
     np.testing.assert_allclose(outside.to_numpy(), app_scores, rtol=0, atol=1e-6)
     assert app_scores.std() > 0.01  # real, varied scores, not a constant
@@ -240,5 +244,9 @@ def test_knn_feature_bundle_needs_the_column_and_then_scores_like_the_app(loop_e
     run = _score_outside(bundle, supplied, out, events=False)
     assert run.returncode == 0, run.stderr
     outside = pd.read_csv(out).set_index("case_id")["score"]
-    app = dict(Case.objects.filter(dataset=version.dataset).values_list("case_id", "score"))
+    app = dict(
+        Case.objects.with_shown_scores(version.dataset)
+        .filter(dataset=version.dataset)
+        .values_list("case_id", "score")
+    )
     np.testing.assert_allclose(outside.to_numpy(), [app[c] for c in outside.index], atol=1e-6)

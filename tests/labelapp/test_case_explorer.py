@@ -16,18 +16,20 @@ from labelapp.selectors.case_explorer import (
     explorer_cases,
     explorer_page,
 )
-from tests.labelapp.factories import T0, make_batch, make_dataset
+from tests.labelapp.factories import T0, make_batch, make_dataset, shown_scores_create
 
 
 @pytest.fixture
 def toy(db):
     """30 cases; ties in score (pairs share one), five without a score, three without a time."""
     dataset = make_dataset(n_cases=30, n_seed=3)
+    shown_scores_create(
+        dataset, [None if i % 6 == 5 else round((i // 2) / 15, 4) for i in range(30)]
+    )
     for case in Case.objects.filter(dataset=dataset):
         i = case.row
-        case.score = None if i % 6 == 5 else round((i // 2) / 15, 4)
         case.ts = None if i % 10 == 3 else T0 + timedelta(hours=(i * 7) % 30)
-        case.save(update_fields=["score", "ts"])
+        case.save(update_fields=["ts"])
     return dataset
 
 

@@ -79,11 +79,11 @@ def test_dataset_page_says_while_case_scores_still_follow_a_new_model(expert_cli
     from tests.labelapp.factories import make_dataset
 
     dataset = make_dataset(n_cases=10, n_seed=1)
+    old = ModelVersion.objects.create(dataset=dataset, artifact_dir="/nowhere")
     version = ModelVersion.objects.create(dataset=dataset, artifact_dir="/nowhere")
     url = reverse("dataset-detail", args=[dataset.name])
-    Dataset.objects.filter(pk=dataset.pk).update(
-        current_model=version, scores_model=version, scores_synced_rows=4
-    )
-    assert "4 of 10 cases so far" in expert_client.get(url).content.decode()
-    Dataset.objects.filter(pk=dataset.pk).update(scores_synced_rows=10)
+    Dataset.objects.filter(pk=dataset.pk).update(current_model=version, scores_model=old)
+    page = expert_client.get(url).content.decode()
+    assert f"loaded for model v{version.pk}" in page and f"show model v{old.pk}'s scores" in page
+    Dataset.objects.filter(pk=dataset.pk).update(scores_model=version)
     assert "scores-updating" not in expert_client.get(url).content.decode()

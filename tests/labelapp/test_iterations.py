@@ -94,10 +94,13 @@ def test_pipeline_in_process_writes_model_scores_and_batch(loop_dataset, admin_u
     # Scores in the database are the model's scores, ranked into percentiles.
     scores = np.load(folder / "scores.npy")
     db_scores = np.array(
-        Case.objects.filter(dataset=dataset).order_by("row").values_list("score", flat=True)
+        Case.objects.with_shown_scores(Dataset.objects.get(pk=dataset.pk))
+        .filter(dataset=dataset)
+        .order_by("row")
+        .values_list("score", flat=True)
     )
     np.testing.assert_allclose(db_scores, scores, rtol=1e-6)
-    top = Case.objects.filter(dataset=dataset).order_by("-score").first()
+    top = Case.objects.with_shown_scores(dataset).filter(dataset=dataset).order_by("-score").first()
     assert top.score_percentile == pytest.approx(100.0)
     # The model ranks the known positives (the seed rule's pattern) at the top.
     seeds = cases["seed_positive"].to_numpy() == 1

@@ -497,14 +497,13 @@ def test_an_answer_after_the_lease_ran_out_is_not_stored(batch, expert_user, sec
 
 
 def test_case_page_ranks_the_score_and_names_top_score_picks(admin_client):
-    from labelapp.services.model_versions import score_percentiles
+    from tests.labelapp.factories import shown_scores_create
 
     dataset = make_dataset(n_cases=20)
     cases = list(dataset.cases.order_by("row"))
-    scores = np.array([0.581 if c.row == 0 else 0.001 if c.row == 1 else 0.0 for c in cases])
-    for case, score, pct in zip(cases, scores, score_percentiles(scores), strict=True):
-        case.score, case.score_percentile = score, pct
-        case.save(update_fields=["score", "score_percentile"])
+    shown_scores_create(
+        dataset, [0.581 if c.row == 0 else 0.001 if c.row == 1 else 0.0 for c in cases]
+    )
     items = make_batch(dataset, cases=cases[:2])
     BatchItem.objects.filter(pk=items[0].pk).update(
         cluster=-1, rank_in_cluster=0, uncertainty=0.0, reason="top score 0.5810"

@@ -1,5 +1,5 @@
 """Chunked work of an iteration: embedding and scoring fan out to helper tasks, and the new
-scores reach ``Case.score`` in short transactions after the pointer flips."""
+scores are swapped in for lists and filters in one transaction after the pointer flips."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from labelapp.celery import app as celery_app
-from labelapp.models import Case, Dataset, Iteration, ModelVersion
+from labelapp.models import Case, CaseScore, Dataset, Iteration, ModelVersion
 from labelapp.selectors.datasets import snapshot_dir_for
-from labelapp.services import model_versions, pipeline
+from labelapp.services import case_scores, pipeline
 from labelapp.services.model_versions import case_scores_sync, case_scores_sync_pending
 from labelapp.services.pipeline import iteration_execute
 from tests.labelapp.loop_data import make_loop_dataset
@@ -24,7 +24,6 @@ def loop_settings(settings, tmp_path):
     settings.LOOP_THREADS = 1
     settings.LOOP_WORKER_NICE = 0
     settings.LOOP_SCORE_CHUNK_ROWS = 400
-    settings.LOOP_SCORE_WRITE_ROWS = 500
     settings.LOOP_EMBED_CHUNK_EVENTS = 300
     return settings
 
@@ -39,7 +38,12 @@ def eager_tasks():
 
 
 def _db_scores(dataset: Dataset) -> np.ndarray:
-    rows = Case.objects.filter(dataset=dataset).order_by("row").values_list("score", flat=True)
+    rows = (
+        Case.objects.with_shown_scores(Dataset.objects.get(pk=dataset.pk))
+        .filter(dataset=dataset)
+        .order_by("row")
+        .values_list("score", flat=True)
+    )
     return np.array(rows, dtype=np.float64)
 
 
@@ -86,7 +90,7 @@ def test_chunks_run_as_tasks_and_match_the_unchunked_result(
     np.testing.assert_allclose(pipeline.score_chunk(folder, 0, len(scores)), scores, rtol=1e-6)
     np.testing.assert_allclose(_db_scores(dataset), scores, rtol=1e-6)
     dataset.refresh_from_db()
-    assert dataset.scores_model == version and dataset.scores_synced_rows == dataset.n_cases
+    assert dataset.scores_model == version and not dataset.case_scores_pending
 
 
 def test_interrupted_chunked_scoring_never_becomes_current(
@@ -116,41 +120,67 @@ def test_interrupted_chunked_scoring_never_becomes_current(
     np.testing.assert_allclose(_db_scores(dataset), v1_scores, rtol=1e-6)
 
 
-def test_case_scores_written_after_the_flip_resume_and_rerun_harmlessly(
+def test_case_scores_swap_in_all_at_once_and_a_failed_load_is_redone(
     transactional_db, tmp_path, loop_settings, monkeypatch
 ):
     dataset, _ = make_loop_dataset("resumed", tmp_path / "snapshots", n_cases=1500)
     first = _queued(dataset)
     assert iteration_execute(iteration_id=first.pk)["status"] == "done"
-    real_write = model_versions._case_scores_write_rows
-    chunks = []
+    v1_scores = _current_scores(dataset)
+    np.testing.assert_allclose(_db_scores(dataset), v1_scores, rtol=1e-6)
+    real_load = case_scores._rows_load
 
-    def dies_on_the_second_chunk(dataset_id, start, scores, percentiles):
-        chunks.append(start)
-        if len(chunks) == 2:
-            raise ConnectionError("worker lost its database")
-        real_write(dataset_id, start, scores, percentiles)
+    def dies_half_way(dataset_id, version_id, scores):
+        real_load(dataset_id, version_id, scores[:700])
+        raise ConnectionError("worker lost its database")
 
-    monkeypatch.setattr(model_versions, "_case_scores_write_rows", dies_on_the_second_chunk)
+    monkeypatch.setattr(case_scores, "_rows_load", dies_half_way)
     second = _queued(dataset, random_state=7)
     assert iteration_execute(iteration_id=second.pk)["status"] == "done"
+    first.refresh_from_db()
     second.refresh_from_db()
     dataset.refresh_from_db()
-    # The version is complete and current; only the copy into Case.score stopped after a chunk.
-    assert dataset.current_model == second.model_version
-    assert dataset.scores_model == second.model_version and dataset.scores_synced_rows == 500
-    assert "writing Case.score failed, to be resumed" in second.log
-    v2_scores = _current_scores(dataset)
-    assert not np.allclose(_db_scores(dataset), v2_scores)
-    np.testing.assert_allclose(_db_scores(dataset)[:500], v2_scores[:500], rtol=1e-6)
-    monkeypatch.setattr(model_versions, "_case_scores_write_rows", real_write)
+    # The version is complete and current; lists still show v1's scores, every one of them:
+    # the half-loaded rows went with the failed transaction.
+    assert (
+        dataset.current_model == second.model_version
+        and dataset.scores_model == first.model_version
+    )
+    assert dataset.case_scores_pending
+    assert "showing the new scores failed, to be retried" in second.log
+    np.testing.assert_allclose(_db_scores(dataset), v1_scores, rtol=1e-6)
+    assert not CaseScore.objects.filter(version=second.model_version).exists()
+    monkeypatch.setattr(case_scores, "_rows_load", real_load)
     assert case_scores_sync_pending() == 1  # the reaper task's repair
+    v2_scores = _current_scores(dataset)
     np.testing.assert_allclose(_db_scores(dataset), v2_scores, rtol=1e-6)
     assert case_scores_sync_pending() == 0
-    # Written again from the start: the same values.
-    Dataset.objects.filter(pk=dataset.pk).update(scores_synced_rows=0)
     assert case_scores_sync(dataset=dataset) is True
-    np.testing.assert_allclose(_db_scores(dataset), v2_scores, rtol=1e-6)
+    # v1's rows stay for a quick rollback; none older exist.
+    kept = set(CaseScore.objects.values_list("version_id", flat=True).distinct())
+    assert kept == {first.model_version_id, second.model_version_id}
+
+
+def test_rollback_shows_the_earlier_scores_and_later_versions_prune_the_oldest(
+    transactional_db, tmp_path, loop_settings
+):
+    from labelapp.services.model_versions import model_version_rollback
+
+    dataset, _ = make_loop_dataset("rolled", tmp_path / "snapshots", n_cases=1500)
+    versions = []
+    for seed in (1, 2, 3):
+        iteration = _queued(dataset, random_state=seed)
+        assert iteration_execute(iteration_id=iteration.pk)["status"] == "done"
+        iteration.refresh_from_db()
+        versions.append(iteration.model_version)
+    kept = set(CaseScore.objects.values_list("version_id", flat=True).distinct())
+    assert kept == {versions[1].pk, versions[2].pk}
+    dataset.refresh_from_db()
+    model_version_rollback(dataset=dataset)
+    dataset.refresh_from_db()
+    assert dataset.current_model == versions[1] == dataset.scores_model
+    np.testing.assert_allclose(_db_scores(dataset), _current_scores(dataset), rtol=1e-6)
+    assert CaseScore.objects.filter(version=versions[1]).count() == dataset.n_cases
 
 
 def test_a_score_chunk_task_run_twice_is_harmless(transactional_db, tmp_path, loop_settings):

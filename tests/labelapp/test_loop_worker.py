@@ -19,7 +19,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 
-from labelapp.models import BatchItem, Case, Iteration, Label, ModelVersion
+from labelapp.models import BatchItem, Case, Dataset, Iteration, Label, ModelVersion
 from labelapp.services.imports import dataset_import
 from labelapp.services.iterations import iteration_launch, iteration_retry
 from labelapp.services.labels import label_create
@@ -116,7 +116,7 @@ def test_two_iterations_close_the_loop(loop_worker, imported, admin_user, expert
     v1 = first.model_version
     assert dataset.current_model == v1
     assert "stage score" in first.log and first.progress_done == first.progress_total
-    assert not Case.objects.filter(dataset=dataset, score__isnull=True).exists()
+    assert not Case.objects.with_shown_scores(dataset).filter(score__isnull=True).exists()
     batch1 = list(first.batch.select_related("case"))
     assert len(batch1) == FAST["batch_size"]
     assert {item.case.pool_state for item in batch1} == {"shown"}
@@ -295,9 +295,7 @@ def test_two_workers_share_the_embedding_and_scoring_chunks(
 
         def log_has_helpers_and_scores() -> bool:
             iteration.refresh_from_db()
-            return (
-                "helper task embedded" in iteration.log and "case scores written" in iteration.log
-            )
+            return "helper task embedded" in iteration.log and "case scores shown" in iteration.log
 
         wait_for(log_has_helpers_and_scores, timeout=60, what="helper and Case.score log lines")
     finally:
@@ -312,5 +310,6 @@ def test_two_workers_share_the_embedding_and_scoring_chunks(
     np.testing.assert_array_equal(np.load(chunked), np.asarray(whole))
     version = iteration.model_version
     scores = np.load(f"{version.artifact_dir}/scores.npy")
-    db = Case.objects.filter(dataset=imported).order_by("row").values_list("score", flat=True)
+    shown = Case.objects.with_shown_scores(Dataset.objects.get(pk=imported.pk))
+    db = shown.filter(dataset=imported).order_by("row").values_list("score", flat=True)
     np.testing.assert_allclose(np.array(db, dtype=float), scores, rtol=1e-6)

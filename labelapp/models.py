@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import F, FilteredRelation, Q, Subquery
+from django.db.models import F, FilteredRelation, FloatField, Q, Subquery, Value
 
 
 class PoolState(models.TextChoices):
@@ -78,14 +78,22 @@ class CaseQuerySet(models.QuerySet):
     def with_scores(self, version_id: int | None) -> CaseQuerySet:
         """Annotate ``score`` and ``score_percentile`` from ``version_id``'s scores (None: none).
 
-        A left join on the version's :class:`CaseScore` rows, so ``score`` filters and orders
-        like a column (``filter(score__gte=...)``, ``order_by("-score")``).
+        A join on the version's :class:`CaseScore` rows, so ``score`` filters and orders like a
+        column (``filter(score__gte=...)``, ``order_by(F("score").desc(nulls_last=True))``, which
+        the rows' index serves). A version's rows cover all its dataset's cases (they are loaded
+        all at once), so cases without one are left out: the join is an inner one, which lets
+        PostgreSQL walk that index.
         """
+        if version_id is None:
+            return self.annotate(
+                score=Value(None, output_field=FloatField()),
+                score_percentile=Value(None, output_field=FloatField()),
+            )
         return self.annotate(
             shown_score=FilteredRelation("scores", condition=Q(scores__version_id=version_id)),
             score=F("shown_score__score"),
             score_percentile=F("shown_score__percentile"),
-        )
+        ).filter(score__isnull=False)
 
     def with_shown_scores(self, dataset: Dataset) -> CaseQuerySet:
         """:meth:`with_scores` of the version whose scores ``dataset`` shows."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.expressions import OrderBy
 
 from labelapp.models import Case, Dataset, Label
 from labelapp.policy import cases_visible_to
@@ -69,7 +70,16 @@ def case_list(
     if where.strip():
         expression = case_expression_parse(dataset, where)
         cases = cases.filter(case_expression_filter(dataset, expression))
-    return cases.order_by(ordering, "id")
+    return cases.order_by(_order(ordering), "id")
+
+
+def _order(ordering: str) -> OrderBy | str:
+    """``score``/``-score`` in the null placement the score index holds (forward or backward)."""
+    if ordering.lstrip("-") != "score":
+        return ordering
+    if ordering.startswith("-"):
+        return F("score").desc(nulls_last=True)
+    return F("score").asc(nulls_first=True)
 
 
 def pool_state_filter(user: Any, cases: QuerySet[Case], pool_state: list[str]) -> Q:

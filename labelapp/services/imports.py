@@ -32,6 +32,7 @@ from labelapp.importing.writers import (
 from labelapp.models import AuditEvent, Case, Dataset, Event
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
+from labelapp.services.case_scores import case_scores_remove
 
 __all__ = [
     "ImportRejected",
@@ -76,6 +77,7 @@ def dataset_delete_rows(dataset: Dataset) -> None:
     themselves, possibly millions, by one ``DELETE`` each. Audit events are kept, detached.
     """
     AuditEvent.objects.filter(dataset=dataset).update(dataset=None)
+    case_scores_remove(dataset=dataset)  # whole partitions, before the row-by-row deletes below
     for relation in Case._meta.related_objects:
         related = relation.related_model._default_manager
         related.filter(**{f"{relation.field.name}__dataset": dataset}).delete()

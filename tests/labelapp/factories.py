@@ -12,7 +12,6 @@ from labelapp.demo import generate_demo_dataset
 from labelapp.models import (
     BatchItem,
     Case,
-    CaseScore,
     Dataset,
     Event,
     Iteration,
@@ -20,7 +19,7 @@ from labelapp.models import (
     PatternTag,
     PoolState,
 )
-from labelapp.services.case_scores import score_percentiles
+from labelapp.services.case_scores import case_scores_store
 
 FEATURES = ("amount", "customer_nb_tx_7d", "terminal_nb_tx_30d")
 T0 = datetime(2018, 4, 1, tzinfo=UTC)
@@ -126,20 +125,15 @@ def make_dataset(
     return dataset
 
 
-def shown_scores_create(dataset: Dataset, scores: list[float | None]) -> ModelVersion:
-    """Scores (row order; None: no score) that lists and filters show, under a version of its own.
+def shown_scores_create(dataset: Dataset, scores: list[float]) -> ModelVersion:
+    """Scores (row order) that lists and filters show, under a version of their own.
 
-    The version is shown but not current; ``score_percentile`` is the share of the scored cases
-    scoring at most as high.
+    The version is shown but not current; ``score_percentile`` is the share of cases scoring
+    at most as high.
     """
     version = ModelVersion.objects.create(dataset=dataset, artifact_dir="")
-    by_row = dict(dataset.cases.values_list("row", "pk"))
-    scored = [(row, s) for row, s in enumerate(scores) if s is not None]
-    percentiles = score_percentiles(np.asarray([s for _, s in scored], dtype=float))
-    CaseScore.objects.bulk_create(
-        CaseScore(version=version, case_id=by_row[row], score=score, percentile=pct)
-        for (row, score), pct in zip(scored, percentiles.tolist(), strict=True)
-    )
+    dataset.n_cases = dataset.cases.count()
+    case_scores_store(dataset=dataset, version=version, scores=np.asarray(scores))
     Dataset.objects.filter(pk=dataset.pk).update(scores_model=version)
     dataset.scores_model = version
     return version

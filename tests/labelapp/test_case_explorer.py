@@ -21,11 +21,9 @@ from tests.labelapp.factories import T0, make_batch, make_dataset, shown_scores_
 
 @pytest.fixture
 def toy(db):
-    """30 cases; ties in score (pairs share one), five without a score, three without a time."""
+    """30 cases; ties in score (pairs share one), three without a time."""
     dataset = make_dataset(n_cases=30, n_seed=3)
-    shown_scores_create(
-        dataset, [None if i % 6 == 5 else round((i // 2) / 15, 4) for i in range(30)]
-    )
+    shown_scores_create(dataset, [round((i // 2) / 15, 4) for i in range(30)])
     for case in Case.objects.filter(dataset=dataset):
         i = case.row
         case.ts = None if i % 10 == 3 else T0 + timedelta(hours=(i * 7) % 30)
@@ -65,6 +63,12 @@ def test_pages_cover_every_match_once_in_order(toy, admin_user, filters):
     present = [v for v in values if v is not None]
     assert present == sorted(present, reverse=True)
     assert values[len(present) :] == [None] * (len(values) - len(present))  # missing last
+
+
+def test_without_a_model_the_score_sort_pages_every_case_in_id_order(db, admin_user):
+    dataset = make_dataset(n_cases=9, n_seed=1)
+    seen, pages = walk(admin_user, dataset, ExplorerFilters())
+    assert seen == [f"c{i:04d}" for i in reversed(range(9))] and pages == 3
 
 
 def test_filters(toy, admin_user):

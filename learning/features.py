@@ -185,6 +185,38 @@ def dataset_from_frame(
     )
 
 
+def dataset_header(
+    name: str, cases: pd.DataFrame, schema: dict | None = None, *, events_path: Path | None = None
+) -> Dataset:
+    """What :func:`dataset_from_frame` would say of the raw ``cases``, without encoding them.
+
+    The returned :class:`Dataset` has the same columns by kind, categories (the sorted distinct
+    values of each categorical, as ``pd.factorize(sort=True)`` finds them) and ``ts`` presence,
+    but ``cases`` holds no rows: enough for :meth:`learning.featurespec.FeatureSpec.from_dataset`
+    on a pool too large to copy (the app's iteration keeps one copy of its cases in memory).
+    """
+    schema = schema or _infer_schema(cases)
+    case_schema = schema.get("cases", {})
+    numeric = [c for c in case_schema.get("numeric", []) if c in cases.columns]
+    categorical = [c for c in case_schema.get("categorical", []) if c in cases.columns]
+    categories: dict[str, pd.Index] = {}
+    for col in [*categorical, "entity_id"]:
+        if col in cases.columns:
+            _, uniques = pd.factorize(pd.unique(cases[col]), sort=True)
+            categories[col] = pd.Index(uniques)
+    ts = pd.to_datetime(cases["ts"]).to_numpy(dtype="datetime64[ns]") if "ts" in cases else None
+    return Dataset(
+        name=name,
+        cases=cases.iloc[:0],
+        numeric_columns=numeric,
+        categorical_columns=categorical,
+        categories=categories,
+        ts=ts,
+        events_path=events_path,
+        schema=schema,
+    )
+
+
 def label_derived_features(
     cases: pd.DataFrame,
     positive_mask: np.ndarray,

@@ -3,7 +3,10 @@
 ``python manage.py benchmark_speed --part loop --out DIR [--quick]`` on an imported dataset
 (``LOOP_BENCH_DATASET``, default ``fraud_handbook``). It starts its own Celery worker process,
 times the dataset page while idle, launches one iteration, times the page while the iteration
-trains, then idle again, and writes ``DIR/speed_loop.json``.
+trains, then idle again, and writes ``DIR/speed_loop.json``: stage times, launch -> batch ready,
+the worker's peak RSS, how long the shown scores follow the version, and (after the worker has
+stopped) one plain LightGBM fit on the same matrix with the ratio of the two
+(``LOOP_BENCH_PLAIN_FIT=0`` leaves it out).
 """
 
 from __future__ import annotations
@@ -62,6 +65,62 @@ def _timed_get(client, url: str) -> float:
     if response.status_code != 200:
         raise RuntimeError(f"GET {url} answered {response.status_code}")
     return elapsed
+
+
+def _peak_rss_gib(pid: int) -> float | None:
+    """A process's peak resident memory so far (Linux's VmHWM), GiB; None where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024**2, 2)
+    except OSError:
+        return None
+    return None
+
+
+def plain_lightgbm_fit_seconds(dataset, params: dict) -> dict:
+    """One plain LightGBM fit (known positives against the rest, the iteration's trees and
+    threads) on the matrix the iteration builds for ``dataset``: the reference of issue #18's
+    "an app iteration <= 2x one plain LightGBM fit on the same matrix"."""
+    from labelapp.selectors.datasets import snapshot_dir_for
+    from labelapp.services.pipeline import (
+        _events_file,
+        _snapshot_schema,
+        pool_states,
+        read_snapshot_cases,
+    )
+    from learning.baselines import fit_gbrt
+    from learning.features import dataset_header
+    from learning.loop import ActiveLoop, LoopParams
+    from learning.pool import positive_mask
+
+    snapshot = snapshot_dir_for(dataset)
+    cases = read_snapshot_cases(snapshot)
+    loop = ActiveLoop(LoopParams.from_mapping(params))
+    header = dataset_header(
+        snapshot.name, cases, _snapshot_schema(snapshot), events_path=_events_file(snapshot)
+    )
+    spec = loop.feature_spec(header)
+    positive = positive_mask(pool_states(dataset))
+    X = loop.matrix(spec, cases, loop.positives_frame(spec, cases, positive))
+    del cases
+    threads = int(getattr(settings, "LOOP_THREADS", 0)) or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    fit_gbrt(
+        X,
+        positive.astype(int),
+        categorical_features=spec.categorical_indices or None,
+        n_estimators=loop.params.n_estimators,
+        n_jobs=threads,
+        seed=0,
+    )
+    return {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "rows": int(X.shape[0]),
+        "features": int(X.shape[1]),
+        "n_estimators": loop.params.n_estimators,
+        "threads": threads,
+    }
 
 
 def _start_worker(queue: str, number: int = 0) -> subprocess.Popen:
@@ -141,6 +200,7 @@ def main(out_dir: Path, quick: bool) -> dict:
         for _ in range(IDLE_REQUESTS):
             idle_after.append(_timed_get(client, url))
             time.sleep(PAUSE_S)
+        worker_peaks = [_peak_rss_gib(worker.pid) for worker in workers]
     finally:
         for worker in workers:
             worker.terminate()  # warm shutdown: the task in hand finishes first
@@ -154,6 +214,11 @@ def main(out_dir: Path, quick: bool) -> dict:
                 worker.wait()
 
     idle = idle_before + idle_after
+    # After the workers stopped, so that the two do not share the cores.
+    plain = None
+    if os.environ.get("LOOP_BENCH_PLAIN_FIT", "1") == "1" and iteration.status == "done":
+        print("timing one plain LightGBM fit on the same matrix", flush=True)
+        plain = plain_lightgbm_fit_seconds(dataset, iteration.params)
     report = {
         "dataset": dataset.name,
         "n_cases": dataset.n_cases,
@@ -162,7 +227,13 @@ def main(out_dir: Path, quick: bool) -> dict:
         "status": iteration.status,
         "error": iteration.error,
         "wall_seconds": round(total_s, 1),
+        "launch_to_batch_ready_seconds": round(ended_s or total_s, 1),
         "case_scores_after_done_seconds": round(total_s - (ended_s or total_s), 1),
+        "plain_lightgbm_fit": plain,
+        "ratio_iteration_vs_plain_fit": round((ended_s or total_s) / plain["seconds"], 2)
+        if plain
+        else None,
+        "worker_peak_rss_gib": worker_peaks,
         "stage_seconds": (iteration.metrics or {}).get("stage_seconds"),
         "batch_size": iteration.batch.count(),
         "page": url,

@@ -66,7 +66,7 @@ from labelapp.services.model_versions import (
     staging_dir_create,
     staging_dirs_remove,
 )
-from learning.features import load_dataset
+from learning.features import dataset_header
 from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
 from learning.knn_feature import KNN_FEATURE, KNN_FILE
 from learning.loop import ActiveLoop, LoopParams
@@ -282,8 +282,14 @@ def pool_states(dataset: Dataset) -> np.ndarray:
     """Every case's pool state in row order, shape (n_cases,) str."""
     table = Case._meta.db_table
     states = np.full(dataset.n_cases, PoolState.UNLABELED.value, dtype="<U13")
+    # Most cases stay unlabeled: read only the others (the (dataset, pool_state) index finds them).
+    others = [state.value for state in PoolState if state != PoolState.UNLABELED]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT row, pool_state FROM {table} WHERE dataset_id = %s", [dataset.pk])
+        cursor.execute(
+            f"SELECT row, pool_state FROM {table} WHERE dataset_id = %s AND pool_state IN "
+            f"({', '.join(['%s'] * len(others))})",
+            [dataset.pk, *others],
+        )
         while chunk := cursor.fetchmany(100_000):
             rows, values = zip(*chunk, strict=True)
             states[np.fromiter(rows, dtype=np.int64, count=len(rows))] = values
@@ -297,8 +303,11 @@ def read_snapshot_cases(snapshot: Path, start: int | None = None, stop: int | No
     filters = None
     if start is not None:
         filters = [("row", ">=", int(start)), ("row", "<", int(stop))]
-    frame = pq.read_table(snapshot / "cases.parquet", filters=filters).to_pandas()
-    if "row" in frame.columns:
+    table = pq.read_table(snapshot / "cases.parquet", filters=filters)
+    # self_destruct frees each Arrow column once converted: the peak is about one copy, not two.
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    if "row" in frame.columns and not frame["row"].is_monotonic_increasing:
         frame = frame.sort_values("row", kind="stable").reset_index(drop=True)
     return frame
 
@@ -318,6 +327,11 @@ def stage_load(run: Run) -> None:
     counts = pd.Series(run.states).value_counts().to_dict()
     rep.log(f"{len(run.cases):,} cases; pool {counts}")
     run.staging = staging_dir_create(run.dataset, run.iteration.pk)
+
+
+def _snapshot_schema(snapshot: Path) -> dict | None:
+    path = snapshot / "schema.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def _events_file(snapshot: Path) -> Path | None:
@@ -406,7 +420,13 @@ def stage_features(run: Run) -> None:
 
     rep = run.reporter
     rep.stage("features")
-    dataset = load_dataset(run.snapshot)
+    # The spec from the cases already in memory (reading the snapshot again would double them).
+    dataset = dataset_header(
+        run.snapshot.name,
+        run.cases,
+        _snapshot_schema(run.snapshot),
+        events_path=_events_file(run.snapshot),
+    )
     emb_dim = 0 if run.embeddings is None else int(run.embeddings.shape[1])
     max_len = (run.metrics.get("encoder") or {}).get("max_len")
     run.spec = run.loop.feature_spec(dataset, embedding_dim=emb_dim, sequence_length=max_len)

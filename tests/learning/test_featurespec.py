@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learning.features import load_dataset
+from learning.features import dataset_header, load_dataset
 from learning.featurespec import FeatureSpec, build_matrix
 
 
@@ -50,6 +50,25 @@ def test_spec_from_dataset_splits_identifiers_from_tree_categoricals(tmp_path):
     assert spec.feature_names[:3] == ["amount", "channel", "hour"]
     assert "p_terminal_id_7d" in spec.feature_names
     assert spec.categorical_indices == [1, 2]
+
+
+def test_spec_from_the_header_of_raw_cases_equals_the_loaded_datasets(tmp_path):
+    # The app's iteration builds its spec from the cases it holds (dataset_header), not by
+    # reading and encoding the snapshot a second time: the spec must come out the same.
+    cases = _cases()
+    cases.loc[3, "channel"] = None  # missing values are no category
+    folder = _write(tmp_path / "d", cases)
+    schema = json.loads((folder / "schema.json").read_text())
+    loaded = load_dataset(folder)
+    header = dataset_header("d", pd.read_parquet(folder / "cases.parquet"), schema)
+    assert len(header.cases) == 0
+    assert {c: list(v) for c, v in header.categories.items()} == {
+        c: list(v) for c, v in loaded.categories.items()
+    }
+    for kwargs in ({}, {"label_derived": False, "entity_deviation": False}):
+        assert FeatureSpec.from_dataset(header, **kwargs) == FeatureSpec.from_dataset(
+            loaded, **kwargs
+        )
 
 
 def test_json_round_trip_keeps_the_spec(tmp_path):

@@ -95,7 +95,7 @@ def plain_lightgbm_fit_seconds(dataset, params: dict) -> dict:
     from learning.pool import positive_mask
 
     snapshot = snapshot_dir_for(dataset)
-    cases = read_snapshot_cases(snapshot)
+    cases = read_snapshot_cases(snapshot, model_inputs_only=True)
     loop = ActiveLoop(LoopParams.from_mapping(params))
     header = dataset_header(
         snapshot.name, cases, _snapshot_schema(snapshot), events_path=_events_file(snapshot)

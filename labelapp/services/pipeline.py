@@ -296,14 +296,32 @@ def pool_states(dataset: Dataset) -> np.ndarray:
     return states
 
 
-def read_snapshot_cases(snapshot: Path, start: int | None = None, stop: int | None = None):
-    """Raw cases of the snapshot in row order (all, or rows ``start <= row < stop``)."""
+# Snapshot columns the model never reads: the case's name and the ground truth (benchmarks only).
+NOT_MODEL_INPUTS = ("case_id", "label")
+
+
+def read_snapshot_cases(
+    snapshot: Path,
+    start: int | None = None,
+    stop: int | None = None,
+    *,
+    model_inputs_only: bool = False,
+):
+    """Raw cases of the snapshot in row order (all, or rows ``start <= row < stop``).
+
+    ``model_inputs_only`` leaves out :data:`NOT_MODEL_INPUTS` (at 11.7M cases the case ids alone
+    are about 0.8 GB of Python strings).
+    """
     import pyarrow.parquet as pq
 
     filters = None
     if start is not None:
         filters = [("row", ">=", int(start)), ("row", "<", int(stop))]
-    table = pq.read_table(snapshot / "cases.parquet", filters=filters)
+    path = snapshot / "cases.parquet"
+    columns = None
+    if model_inputs_only:
+        columns = [c for c in pq.read_schema(path).names if c not in NOT_MODEL_INPUTS]
+    table = pq.read_table(path, columns=columns, filters=filters)
     # self_destruct frees each Arrow column once converted: the peak is about one copy, not two.
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     del table
@@ -315,7 +333,7 @@ def read_snapshot_cases(snapshot: Path, start: int | None = None, stop: int | No
 def stage_load(run: Run) -> None:
     rep = run.reporter
     rep.stage("load", note=f"snapshot {run.snapshot}")
-    run.cases = read_snapshot_cases(run.snapshot)
+    run.cases = read_snapshot_cases(run.snapshot, model_inputs_only=True)
     if len(run.cases) != run.dataset.n_cases:
         raise ValueError(
             f"the snapshot has {len(run.cases)} cases, the database {run.dataset.n_cases}"
@@ -435,6 +453,7 @@ def stage_features(run: Run) -> None:
         _knn_feature(run)
     positives = run.loop.positives_frame(run.spec, run.cases, positive_mask(run.states))
     run.X = run.loop.matrix(run.spec, run.cases, positives, embeddings=run.embeddings)
+    run.cases = None  # the later stages read the matrix only; free the raw cases for them
     if run.embeddings is not None:
         _decide_embeddings(run)
     staging = run.staging

@@ -153,15 +153,10 @@ def dataset_from_frame(
     are those of these cases, so a subset (the benchmark's pool) is encoded as the app encodes
     that subset once imported.
     """
-    case_schema = schema.get("cases", {})
-    numeric = [c for c in case_schema.get("numeric", []) if c in cases.columns]
-    categorical = [c for c in case_schema.get("categorical", []) if c in cases.columns]
-
+    numeric, categorical = _columns_by_kind(cases, schema)
     cases = cases.copy()
     categories: dict[str, pd.Index] = {}
-    for col in [*categorical, "entity_id"]:
-        if col not in cases.columns:
-            continue
+    for col in _encoded_columns(cases, categorical):
         codes, uniques = pd.factorize(cases[col], sort=True)
         cases[col] = codes.astype(np.int32)
         categories[col] = pd.Index(uniques)
@@ -196,14 +191,11 @@ def dataset_header(
     on a pool too large to copy (the app's iteration keeps one copy of its cases in memory).
     """
     schema = schema or _infer_schema(cases)
-    case_schema = schema.get("cases", {})
-    numeric = [c for c in case_schema.get("numeric", []) if c in cases.columns]
-    categorical = [c for c in case_schema.get("categorical", []) if c in cases.columns]
+    numeric, categorical = _columns_by_kind(cases, schema)
     categories: dict[str, pd.Index] = {}
-    for col in [*categorical, "entity_id"]:
-        if col in cases.columns:
-            _, uniques = pd.factorize(pd.unique(cases[col]), sort=True)
-            categories[col] = pd.Index(uniques)
+    for col in _encoded_columns(cases, categorical):
+        _, uniques = pd.factorize(pd.unique(cases[col]), sort=True)
+        categories[col] = pd.Index(uniques)
     ts = pd.to_datetime(cases["ts"]).to_numpy(dtype="datetime64[ns]") if "ts" in cases else None
     return Dataset(
         name=name,
@@ -215,6 +207,19 @@ def dataset_header(
         events_path=events_path,
         schema=schema,
     )
+
+
+def _columns_by_kind(cases: pd.DataFrame, schema: dict) -> tuple[list[str], list[str]]:
+    """The schema's numeric and categorical case columns that ``cases`` holds."""
+    case_schema = schema.get("cases", {})
+    numeric = [c for c in case_schema.get("numeric", []) if c in cases.columns]
+    categorical = [c for c in case_schema.get("categorical", []) if c in cases.columns]
+    return numeric, categorical
+
+
+def _encoded_columns(cases: pd.DataFrame, categorical: list[str]) -> list[str]:
+    """Columns replaced by integer codes: the categoricals and ``entity_id``."""
+    return [c for c in [*categorical, "entity_id"] if c in cases.columns]
 
 
 def label_derived_features(

@@ -83,24 +83,15 @@ def plain_lightgbm_fit_seconds(dataset, params: dict) -> dict:
     threads) on the matrix the iteration builds for ``dataset``: the reference of issue #18's
     "an app iteration <= 2x one plain LightGBM fit on the same matrix"."""
     from labelapp.selectors.datasets import snapshot_dir_for
-    from labelapp.services.pipeline import (
-        _events_file,
-        _snapshot_schema,
-        pool_states,
-        read_snapshot_cases,
-    )
+    from labelapp.services.pipeline import pool_states, read_snapshot_cases, snapshot_feature_spec
     from learning.baselines import fit_gbrt
-    from learning.features import dataset_header
     from learning.loop import ActiveLoop, LoopParams
     from learning.pool import positive_mask
 
     snapshot = snapshot_dir_for(dataset)
     cases = read_snapshot_cases(snapshot, model_inputs_only=True)
     loop = ActiveLoop(LoopParams.from_mapping(params))
-    header = dataset_header(
-        snapshot.name, cases, _snapshot_schema(snapshot), events_path=_events_file(snapshot)
-    )
-    spec = loop.feature_spec(header)
+    spec = snapshot_feature_spec(loop, snapshot, cases)
     positive = positive_mask(pool_states(dataset))
     X = loop.matrix(spec, cases, loop.positives_frame(spec, cases, positive))
     del cases

@@ -347,9 +347,20 @@ def stage_load(run: Run) -> None:
     run.staging = staging_dir_create(run.dataset, run.iteration.pk)
 
 
-def _snapshot_schema(snapshot: Path) -> dict | None:
+def snapshot_feature_spec(
+    loop: ActiveLoop,
+    snapshot: Path,
+    cases: pd.DataFrame,
+    *,
+    embedding_dim: int = 0,
+    sequence_length: int | None = None,
+) -> FeatureSpec:
+    """The loop's feature spec of the snapshot whose raw ``cases`` are in memory (built from
+    them: reading and encoding the snapshot again would double them)."""
     path = snapshot / "schema.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    schema = json.loads(path.read_text()) if path.exists() else None
+    header = dataset_header(snapshot.name, cases, schema, events_path=_events_file(snapshot))
+    return loop.feature_spec(header, embedding_dim=embedding_dim, sequence_length=sequence_length)
 
 
 def _events_file(snapshot: Path) -> Path | None:
@@ -438,17 +449,11 @@ def stage_features(run: Run) -> None:
 
     rep = run.reporter
     rep.stage("features")
-    # The spec from the cases already in memory (reading the snapshot again would double them).
-    dataset = dataset_header(
-        run.snapshot.name,
-        run.cases,
-        _snapshot_schema(run.snapshot),
-        events_path=_events_file(run.snapshot),
-    )
     emb_dim = 0 if run.embeddings is None else int(run.embeddings.shape[1])
     max_len = (run.metrics.get("encoder") or {}).get("max_len")
-    run.spec = run.loop.feature_spec(dataset, embedding_dim=emb_dim, sequence_length=max_len)
-    del dataset
+    run.spec = snapshot_feature_spec(
+        run.loop, run.snapshot, run.cases, embedding_dim=emb_dim, sequence_length=max_len
+    )
     if run.loop.params.knn_feature:
         _knn_feature(run)
     positives = run.loop.positives_frame(run.spec, run.cases, positive_mask(run.states))

@@ -39,10 +39,13 @@ def initial_states(seed_positive: np.ndarray) -> np.ndarray:
 
 
 def _check_states(states: np.ndarray) -> np.ndarray:
-    states = np.asarray(states).astype(STATE_DTYPE)
-    unknown = set(np.unique(states)) - set(STATES)
-    if unknown:
-        raise ValueError(f"unknown pool states: {sorted(unknown)}")
+    # Six comparisons, not np.unique: sorting 11.7M strings took 5 s, and every stage checks.
+    states = np.asarray(states).astype(STATE_DTYPE, copy=False)
+    known = np.zeros(states.shape, dtype=bool)
+    for state in STATES:
+        known |= states == state
+    if not known.all():
+        raise ValueError(f"unknown pool states: {sorted(set(np.unique(states[~known]).tolist()))}")
     return states
 
 

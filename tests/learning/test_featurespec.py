@@ -185,3 +185,26 @@ def test_saved_spec_keeps_the_matrix_column_order(tmp_path):
         {"amount": [1.0, 2.0], "hour": [0, 2], "is_weekend": [1, 0], "is_night": [0, 0]}
     )
     np.testing.assert_array_equal(build_matrix(loaded, cases), build_matrix(spec, cases))
+
+
+def test_a_few_cases_count_the_same_against_the_positives_sharing_their_values(monkeypatch):
+    """The case page's one-row matrix cuts the positives to those sharing a value with the case
+    (learning.featurespec.FEW_CASES): the counts are those of the whole positives frame."""
+    import learning.featurespec as featurespec
+
+    cases = _cases(n=400, seed=3)
+    cases["terminal_id"] = [f"t{v}" for v in np.random.default_rng(1).integers(0, 12, 400)]
+    cases.loc[cases.index[::7], "terminal_id"] = None  # missing values are a value of their own
+    spec = FeatureSpec(
+        numeric_columns=["amount"],
+        label_derived_columns=["terminal_id", "entity_id"],
+        label_derived_windows_days=[1.0, 7.0],
+    )
+    positive = np.random.default_rng(0).random(len(cases)) < 0.3
+    positives = cases.loc[positive, spec.positive_columns].reset_index(drop=True)
+    rows = [5, 7, 100, 399]
+    monkeypatch.setattr(featurespec, "FEW_CASES", 10)  # the 400 cases: the whole frame
+    cut = build_matrix(spec, cases.iloc[rows], positives=positives)
+    whole = build_matrix(spec, cases, positives=positives)[rows]
+    assert whole[:, 1:].sum() > 0  # the counts are not all zero
+    np.testing.assert_array_equal(cut, whole)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q, QuerySet
 
 from labelapp.models import Case, Dataset
@@ -24,6 +25,10 @@ from labelapp.selectors.checks import cases_shown_as_regular
 
 PAGE_SIZE = 50
 SORTS = {"score": "score", "time": "ts"}
+#: How long the ordered index walk may look for a page's rows before the planner's own plan
+#: runs instead (PostgreSQL; see :func:`_rows_in_order`).
+WALK_BUDGET_MS = 60
+_QUERY_CANCELED = "57014"
 
 
 class ExplorerError(ValueError):
@@ -105,7 +110,7 @@ def explorer_page(
             valued = valued.filter(
                 Q(**{f"{key}__lte": value}) & (Q(**{f"{key}__lt": value}) | Q(id__lt=pk))
             )
-        rows = list(valued[: page_size + 1])
+        rows = _rows_in_order(valued, page_size + 1)
     if len(rows) <= page_size:
         unvalued = cases.filter(**{f"{key}__isnull": True})
         if in_null_zone:
@@ -117,6 +122,31 @@ def explorer_page(
         page.next_cursor = _cursor_encode(getattr(last, key), last.pk)
     cases_shown_as_regular(user, page.cases)  # after the cursor: it reads the true sort key
     return page
+
+
+def _rows_in_order(cases: QuerySet[Case], limit: int) -> list[Case]:
+    """The first ``limit`` rows of ``cases``, walking the sort key's index where that is fast.
+
+    With a filter (a pool state, a condition) PostgreSQL estimates its matches spread evenly
+    over the scores and often prefers fetching every match and sorting them: at 11.7M cases,
+    200 ms for a page of seeds that the ordered walk finds in 10 ms (seeds score high). Where
+    the matches are rare in the walk's order the walk is slow instead, so it runs first with a
+    budget of :data:`WALK_BUDGET_MS`; past it the planner's own plan answers.
+    """
+    if connection.vendor != "postgresql":
+        return list(cases[:limit])
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_sort = off")
+            cursor.execute(f"SET LOCAL statement_timeout = {int(WALK_BUDGET_MS)}")
+            rows = list(cases[:limit])
+            cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
+            cursor.execute("SET LOCAL enable_sort TO DEFAULT")
+        return rows
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != _QUERY_CANCELED:
+            raise
+    return list(cases[:limit])
 
 
 def _cursor_encode(value: Any, pk: int) -> str:

@@ -93,8 +93,10 @@ def test_no_offset_and_a_constant_number_of_queries(toy, admin_user):
     first = explorer_page(admin_user, toy, ExplorerFilters(), page_size=4)
     with CaptureQueriesContext(connection) as queries:
         explorer_page(admin_user, toy, ExplorerFilters(), cursor=first.next_cursor, page_size=4)
-    assert len(queries) == 1
-    assert all("OFFSET" not in q["sql"].upper() for q in queries.captured_queries)
+    # One SELECT (on PostgreSQL inside a savepoint with its planner settings: the walk's budget)
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    assert len(selects) == 1
+    assert all("OFFSET" not in sql.upper() for sql in selects)
 
 
 def test_experts_see_only_their_cases(toy, expert_user):
@@ -149,3 +151,21 @@ def test_an_expert_cannot_tell_a_hidden_check_apart(toy, expert_user):
     assert explorer_page(expert_user, toy, seeds_only).cases == []
     in_batch = ExplorerFilters(pool_states=(PoolState.SHOWN,))
     assert "c0000" in {c.case_id for c in explorer_page(expert_user, toy, in_batch).cases}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the walk's budget is PostgreSQL's")
+def test_a_walk_past_its_budget_falls_back_to_the_planner_and_leaves_no_setting(toy, monkeypatch):
+    from django.db.models.expressions import RawSQL
+
+    from labelapp.selectors import case_explorer
+
+    ordered = toy.cases.order_by("-row")
+    assert [c.row for c in case_explorer._rows_in_order(ordered, 3)] == [29, 28, 27]
+    monkeypatch.setattr(case_explorer, "WALK_BUDGET_MS", 5)
+    slow = ordered.annotate(nap=RawSQL("pg_sleep(0.01)::text", ())).filter(nap="")
+    assert [c.row for c in case_explorer._rows_in_order(slow, 2)] == [29, 28]  # canceled, redone
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == "0"
+        cursor.execute("SHOW enable_sort")
+        assert cursor.fetchone()[0] == "on"

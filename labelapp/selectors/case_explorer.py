@@ -27,7 +27,7 @@ PAGE_SIZE = 50
 SORTS = {"score": "score", "time": "ts"}
 #: How long the ordered index walk may look for a page's rows before the planner's own plan
 #: runs instead (PostgreSQL; see :func:`_rows_in_order`).
-WALK_BUDGET_MS = 60
+WALK_BUDGET_MS = 20
 _QUERY_CANCELED = "57014"
 
 

@@ -333,8 +333,8 @@ def _closeness(score: float, kind: str, threshold: float | None, rule: str) -> s
 
 
 def _cluster(X: np.ndarray, n_clusters: int, rng: np.random.RandomState) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    X = np.nan_to_num(X)
+    # Missing values count as 0 (and infinities as the extremes of X's own dtype), then float64.
+    X = np.nan_to_num(np.asarray(X), nan=0.0).astype(np.float64)
     std = X.std(axis=0)
     X = (X - X.mean(axis=0)) / np.where(std > 0, std, 1.0)
     k = max(1, min(n_clusters, len(X)))

@@ -67,11 +67,17 @@ from labelapp.services.model_versions import (
     staging_dirs_remove,
 )
 from learning.features import dataset_header
-from learning.featurespec import DEVIATION_FILE, FeatureSpec, build_matrix
+from learning.featurespec import (
+    DEVIATION_FILE,
+    FeatureSpec,
+    build_matrix,
+    deviation_matrix_cached,
+)
 from learning.knn_feature import KNN_FEATURE, KNN_FILE
 from learning.loop import ActiveLoop, LoopParams
 
 SCORE_CHUNK_ROWS = 250_000
+DERIVED_DIR = "derived"  # in a snapshot folder: label-free columns computed once per dataset
 PROGRESS_MIN_INTERVAL_S = 0.5
 HISTOGRAM_BINS = 20
 TOP_FEATURES = 15
@@ -457,18 +463,25 @@ def stage_features(run: Run) -> None:
     if run.loop.params.knn_feature:
         _knn_feature(run)
     positives = run.loop.positives_frame(run.spec, run.cases, positive_mask(run.states))
-    run.X = run.loop.matrix(run.spec, run.cases, positives, embeddings=run.embeddings)
+    deviation = deviation_file = None
+    if run.spec.deviation_columns:
+        deviation, deviation_file = deviation_matrix_cached(
+            run.spec, run.cases, run.snapshot / DERIVED_DIR
+        )
+    run.X = run.loop.matrix(
+        run.spec, run.cases, positives, embeddings=run.embeddings, deviation=deviation
+    )
+    del deviation
     run.cases = None  # the later stages read the matrix only; free the raw cases for them
     if run.embeddings is not None:
         _decide_embeddings(run)
     staging = run.staging
     positives.reset_index(drop=True).to_parquet(staging / "positives.parquet", index=False)
     run.spec.save(staging / "feature_spec.json")
-    if run.spec.deviation_columns:
+    if deviation_file is not None:
         # Chunks scored apart (score_chunk) cannot see their entities' earlier cases: keep the
         # entity-deviation columns computed over the whole dataset for them.
-        start = run.spec.feature_names.index(run.spec.deviation_names[0])
-        np.save(staging / DEVIATION_FILE, run.X[:, start : start + len(run.spec.deviation_names)])
+        _link_or_copy(deviation_file, staging / DEVIATION_FILE)
     json_write(
         staging / "inputs.json",
         {
@@ -482,6 +495,15 @@ def stage_features(run: Run) -> None:
         f"feature matrix {run.X.shape}: {', '.join(run.spec.feature_names[:12])}"
         + (" ..." if len(run.spec.feature_names) > 12 else "")
     )
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` with ``source``'s bytes: a hard link where both share a file system."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _decide_embeddings(run: Run) -> None:
@@ -664,10 +686,8 @@ def stage_select(run: Run) -> None:
 
     p, rep = run.loop.params, run.reporter
     rep.stage("select", note=f"batch of {p.batch_size} over {p.n_clusters} clusters")
-    X = run.X
-    if np.isnan(X).any():
-        X = np.nan_to_num(X, nan=0.0)
-    run.selection = run.loop.select(run.scores, X, run.states, iteration=run.iteration.number)
+    # The clusters replace missing values on their candidates' rows only (learning.sampling).
+    run.selection = run.loop.select(run.scores, run.X, run.states, iteration=run.iteration.number)
     candidates = offerable_mask(run.states)
     assert candidates[run.selection.indices].all()
     sel = run.selection

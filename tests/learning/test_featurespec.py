@@ -208,3 +208,19 @@ def test_a_few_cases_count_the_same_against_the_positives_sharing_their_values(m
     whole = build_matrix(spec, cases, positives=positives)[rows]
     assert whole[:, 1:].sum() > 0  # the counts are not all zero
     np.testing.assert_array_equal(cut, whole)
+
+
+def test_deviation_columns_are_kept_beside_the_snapshot_and_recomputed_when_stale(tmp_path):
+    from learning.featurespec import deviation_matrix, deviation_matrix_cached
+
+    cases = _cases()
+    spec = FeatureSpec.from_dataset(load_dataset(_write(tmp_path / "d", cases)))
+    first, path = deviation_matrix_cached(spec, cases, tmp_path / "derived")
+    assert path.exists() and path.parent == tmp_path / "derived"
+    again, same = deviation_matrix_cached(spec, cases, tmp_path / "derived")
+    assert same == path and isinstance(again, np.memmap)  # read back, not recomputed
+    np.testing.assert_array_equal(again, first)
+    np.testing.assert_array_equal(first, deviation_matrix(spec, cases))
+    np.save(path, np.zeros((3, 1), dtype=np.float32))  # another dataset's rows: recomputed
+    fresh, _ = deviation_matrix_cached(spec, cases, tmp_path / "derived")
+    np.testing.assert_array_equal(fresh, first)

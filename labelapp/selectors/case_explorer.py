@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,8 +29,11 @@ PAGE_SIZE = 50
 SORTS = {"score": "score", "time": "ts"}
 #: How long the ordered index walk may look for a page's rows before the planner's own plan
 #: runs instead (PostgreSQL; see :func:`_rows_in_order`).
-WALK_BUDGET_MS = 20
+WALK_BUDGET_MS = 50
 _QUERY_CANCELED = "57014"
+#: Filters whose walk ran past its budget (per process, the most recent few hundred).
+_WALK_TOO_SLOW: OrderedDict[Hashable, bool] = OrderedDict()
+_WALK_MEMORY = 512
 
 
 class ExplorerError(ValueError):
@@ -110,7 +115,9 @@ def explorer_page(
             valued = valued.filter(
                 Q(**{f"{key}__lte": value}) & (Q(**{f"{key}__lt": value}) | Q(id__lt=pk))
             )
-        rows = _rows_in_order(valued, page_size + 1)
+        rows = _rows_in_order(
+            valued, page_size + 1, key=(dataset.pk, dataset.scores_model_id, user.pk, filters)
+        )
     if len(rows) <= page_size:
         unvalued = cases.filter(**{f"{key}__isnull": True})
         if in_null_zone:
@@ -124,16 +131,17 @@ def explorer_page(
     return page
 
 
-def _rows_in_order(cases: QuerySet[Case], limit: int) -> list[Case]:
+def _rows_in_order(cases: QuerySet[Case], limit: int, *, key: Hashable = None) -> list[Case]:
     """The first ``limit`` rows of ``cases``, walking the sort key's index where that is fast.
 
     With a filter (a pool state, a condition) PostgreSQL estimates its matches spread evenly
     over the scores and often prefers fetching every match and sorting them: at 11.7M cases,
     200 ms for a page of seeds that the ordered walk finds in 10 ms (seeds score high). Where
     the matches are rare in the walk's order the walk is slow instead, so it runs first with a
-    budget of :data:`WALK_BUDGET_MS`; past it the planner's own plan answers.
+    budget of :data:`WALK_BUDGET_MS`; past it the planner's own plan answers, and the next
+    pages of the same filters (``key``) go to the planner directly.
     """
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or (key is not None and key in _WALK_TOO_SLOW):
         return list(cases[:limit])
     try:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -146,6 +154,10 @@ def _rows_in_order(cases: QuerySet[Case], limit: int) -> list[Case]:
     except OperationalError as exc:
         if getattr(exc.__cause__, "sqlstate", None) != _QUERY_CANCELED:
             raise
+    if key is not None:
+        _WALK_TOO_SLOW[key] = True
+        while len(_WALK_TOO_SLOW) > _WALK_MEMORY:
+            _WALK_TOO_SLOW.popitem(last=False)
     return list(cases[:limit])
 
 

@@ -164,6 +164,12 @@ def test_a_walk_past_its_budget_falls_back_to_the_planner_and_leaves_no_setting(
     monkeypatch.setattr(case_explorer, "WALK_BUDGET_MS", 5)
     slow = ordered.annotate(nap=RawSQL("pg_sleep(0.01)::text", ())).filter(nap="")
     assert [c.row for c in case_explorer._rows_in_order(slow, 2)] == [29, 28]  # canceled, redone
+    # With a key (the page's filters), the next page of a filter whose walk was too slow goes to
+    # the planner at once: no planner settings, no budget.
+    assert [c.row for c in case_explorer._rows_in_order(slow, 2, key="slow")] == [29, 28]
+    with CaptureQueriesContext(connection) as queries:
+        assert [c.row for c in case_explorer._rows_in_order(slow, 2, key="slow")] == [29, 28]
+    assert [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SET")] == []
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone()[0] == "0"

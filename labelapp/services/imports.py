@@ -7,6 +7,7 @@ place at the end. Any problem or error leaves no rows, no Dataset and no snapsho
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import uuid
@@ -33,6 +34,8 @@ from labelapp.models import AuditEvent, Case, Dataset, Event
 from labelapp.selectors.datasets import snapshot_dir_for
 from labelapp.services.audit import audit_event_create
 from labelapp.services.case_scores import case_scores_remove
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ImportRejected",
@@ -229,7 +232,20 @@ def dataset_import(
             shutil.rmtree(final, ignore_errors=True)
         raise
     _statistics_refresh()
+    _derived_features_prepare(dataset)
     return dataset
+
+
+def _derived_features_prepare(dataset: Dataset) -> None:
+    """The label-free feature columns of the new snapshot, computed now rather than by the
+    first iteration (labelapp.services.pipeline.snapshot_derived_prepare). The import stands
+    whatever happens here: an iteration computes them itself where the file is missing."""
+    from labelapp.services.pipeline import snapshot_derived_prepare
+
+    try:
+        snapshot_derived_prepare(snapshot_dir_for(dataset))
+    except Exception:
+        logger.warning("derived features of %s not prepared", dataset, exc_info=True)
 
 
 def _statistics_refresh() -> None:

@@ -312,11 +312,12 @@ def read_snapshot_cases(
     stop: int | None = None,
     *,
     model_inputs_only: bool = False,
+    columns: list[str] | None = None,
 ):
     """Raw cases of the snapshot in row order (all, or rows ``start <= row < stop``).
 
     ``model_inputs_only`` leaves out :data:`NOT_MODEL_INPUTS` (at 11.7M cases the case ids alone
-    are about 0.8 GB of Python strings).
+    are about 0.8 GB of Python strings); ``columns`` reads only those (and ``row``).
     """
     import pyarrow.parquet as pq
 
@@ -324,8 +325,9 @@ def read_snapshot_cases(
     if start is not None:
         filters = [("row", ">=", int(start)), ("row", "<", int(stop))]
     path = snapshot / "cases.parquet"
-    columns = None
-    if model_inputs_only:
+    if columns is not None:
+        columns = list(dict.fromkeys([*columns, "row"]))
+    elif model_inputs_only:
         columns = [c for c in pq.read_schema(path).names if c not in NOT_MODEL_INPUTS]
     table = pq.read_table(path, columns=columns, filters=filters)
     # self_destruct frees each Arrow column once converted: the peak is about one copy, not two.
@@ -334,6 +336,21 @@ def read_snapshot_cases(
     if "row" in frame.columns and not frame["row"].is_monotonic_increasing:
         frame = frame.sort_values("row", kind="stable").reset_index(drop=True)
     return frame
+
+
+def snapshot_derived_prepare(snapshot: Path) -> Path | None:
+    """Compute the snapshot's label-free feature columns for the default loop now (after an
+    import), so that the dataset's first iteration reads them like every later one; returns
+    their file, or None where the default loop has none (no entity or no time)."""
+    loop = ActiveLoop(LoopParams.from_mapping({}))
+    head = read_snapshot_cases(snapshot, 0, 1_000, model_inputs_only=True)
+    spec = snapshot_feature_spec(loop, snapshot, head)
+    if not spec.deviation_columns:
+        return None
+    needed = [spec.entity_column, spec.ts_column, *spec.deviation_columns]
+    cases = read_snapshot_cases(snapshot, columns=needed)
+    _, path = deviation_matrix_cached(spec, cases, snapshot / DERIVED_DIR)
+    return path
 
 
 def stage_load(run: Run) -> None:

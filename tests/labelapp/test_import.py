@@ -309,6 +309,25 @@ class TestImports:
         assert ta.equals(tb)
         assert a.schema == b.schema
 
+    def test_the_label_free_columns_are_ready_for_the_first_iteration(self, tmp_path):
+        """The import computes the entity-deviation columns the default loop uses, and they are
+        the columns an iteration would compute itself."""
+        from labelapp.services.pipeline import (
+            read_snapshot_cases,
+            snapshot_derived_prepare,
+            snapshot_feature_spec,
+        )
+        from learning.featurespec import deviation_matrix
+        from learning.loop import ActiveLoop, LoopParams
+
+        dataset = dataset_import(name="dev", source_dir=make_dataset_dir(tmp_path, n_cases=300))
+        snapshot = snapshot_dir_for(dataset)
+        [kept] = list((snapshot / "derived").glob("deviation-*.npy"))
+        cases = read_snapshot_cases(snapshot, model_inputs_only=True)
+        spec = snapshot_feature_spec(ActiveLoop(LoopParams.from_mapping({})), snapshot, cases)
+        np.testing.assert_array_equal(np.load(kept), deviation_matrix(spec, cases))
+        assert snapshot_derived_prepare(snapshot) == kept  # the same file: read, not rewritten
+
     def test_types_inferred_without_schema(self, tmp_path):
         folder = make_dataset_dir(tmp_path, n_cases=200, with_events=False, fmt="csv")
         (folder / "schema.json").unlink()

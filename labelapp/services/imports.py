@@ -236,10 +236,18 @@ def dataset_import(
     return dataset
 
 
+#: From this many cases the import computes the label-free feature columns itself: below, the
+#: first iteration computes them in well under a second, and loading the learning side here
+#: would double a small import's time (1.4 s -> 2.9 s for 10,000 cases).
+DERIVED_AT_IMPORT_MIN_CASES = 100_000
+
+
 def _derived_features_prepare(dataset: Dataset) -> None:
     """The label-free feature columns of the new snapshot, computed now rather than by the
     first iteration (labelapp.services.pipeline.snapshot_derived_prepare). The import stands
     whatever happens here: an iteration computes them itself where the file is missing."""
+    if dataset.n_cases < DERIVED_AT_IMPORT_MIN_CASES:
+        return
     from labelapp.services.pipeline import snapshot_derived_prepare
 
     try:

@@ -309,9 +309,10 @@ class TestImports:
         assert ta.equals(tb)
         assert a.schema == b.schema
 
-    def test_the_label_free_columns_are_ready_for_the_first_iteration(self, tmp_path):
+    def test_the_label_free_columns_are_ready_for_the_first_iteration(self, tmp_path, monkeypatch):
         """The import computes the entity-deviation columns the default loop uses, and they are
         the columns an iteration would compute itself."""
+        from labelapp.services import imports
         from labelapp.services.pipeline import (
             read_snapshot_cases,
             snapshot_derived_prepare,
@@ -320,6 +321,7 @@ class TestImports:
         from learning.featurespec import deviation_matrix
         from learning.loop import ActiveLoop, LoopParams
 
+        monkeypatch.setattr(imports, "DERIVED_AT_IMPORT_MIN_CASES", 300)
         dataset = dataset_import(name="dev", source_dir=make_dataset_dir(tmp_path, n_cases=300))
         snapshot = snapshot_dir_for(dataset)
         [kept] = list((snapshot / "derived").glob("deviation-*.npy"))

@@ -146,6 +146,15 @@ class LoopParams:
         0.0,
         1.0,
     )
+    random_share: float = _param(
+        0.1,
+        "Random share",
+        "Share of the batch drawn at random from the unlabeled cases, after the top-score and "
+        "uncertain parts: answers from every score band, which the estimate of positives left "
+        "needs; they find fewer positives.",
+        0.0,
+        0.5,
+    )
     spy_fraction: float = _param(
         0.15, "Spy fraction", "Share of the known positives hidden in U as spies.", 0.01, 0.5
     )
@@ -286,6 +295,8 @@ class LoopParams:
         errors = {}
         if self.n_clusters > self.batch_size:
             errors["n_clusters"] = "cannot exceed the batch size"
+        if self.top_score_share + self.random_share > 1:
+            errors["random_share"] = "top-score share + random share cannot exceed 1"
         if self.pool_size and self.pool_size < self.uncertain_part:
             errors["pool_size"] = (
                 f"must be 0 or at least the batch's uncertain part ({self.uncertain_part})"
@@ -295,7 +306,9 @@ class LoopParams:
     # -- derived ---------------------------------------------------------------------------------
     @property
     def uncertain_part(self) -> int:
-        return self.batch_size - int(round(self.batch_size * self.top_score_share))
+        n_top = int(round(self.batch_size * self.top_score_share))
+        n_random = min(int(round(self.batch_size * self.random_share)), self.batch_size - n_top)
+        return self.batch_size - n_top - n_random
 
     @property
     def n_estimators_em(self) -> int:
@@ -519,6 +532,7 @@ class ActiveLoop:
                 uncertainty=UNCERTAINTY,
                 top_fraction=TOP_FRACTION,
                 top_score_share=0.0 if strategy == "diverse_only" else p.top_score_share,
+                random_share=p.random_share,
                 random_state=rs,
             )
         if strategy == "uncertainty_only":

@@ -192,6 +192,13 @@ def uncertainty_batch(
     return cand[_top(u, n, rng.random_sample(len(cand)))]
 
 
+RANDOM_CLUSTER = -2  # the cluster number of a batch's random part (-1: its top-score part)
+RANDOM_REASON = (
+    "drawn at random from the unlabeled cases: answers from every score band keep the "
+    "estimate of positives left honest"
+)
+
+
 def select_batch(
     scores: np.ndarray,
     X: np.ndarray,
@@ -204,9 +211,10 @@ def select_batch(
     threshold: float | None = None,
     top_fraction: float = 0.01,
     top_score_share: float = 0.0,
+    random_share: float = 0.0,
     random_state=None,
 ) -> BatchSelection:
-    """Uncertainty + diversity batch (seed 002), optionally part top-score.
+    """Uncertainty + diversity batch (seed 002), optionally part top-score and part random.
 
     Parameters
     ----------
@@ -230,13 +238,18 @@ def select_batch(
     top_fraction : float
     top_score_share : float in [0, 1]
         Share of the batch taken as the highest-scoring candidates before the uncertain part.
+    random_share : float in [0, 1 - top_score_share]
+        Share of the batch drawn uniformly at random from the candidates left (cluster
+        :data:`RANDOM_CLUSTER`), after the uncertain part: answers from every score band, which
+        an estimate of the positives left in U needs.
     random_state : int, RandomState or None
 
     Returns
     -------
     BatchSelection
         Top-score cases first (cluster -1), then the uncertain part in round-robin order over
-        clusters: every cluster's most uncertain case before any cluster's second.
+        clusters: every cluster's most uncertain case before any cluster's second; then the
+        random part.
     """
     rng = check_random_state(random_state)
     scores = np.asarray(scores, dtype=np.float64)
@@ -256,7 +269,8 @@ def select_batch(
     taken = np.zeros(len(scores), dtype=bool)
     taken[top_idx] = True
     rest = cand[~taken[cand]]
-    n_rest = n - n_top
+    n_random = min(int(round(n * random_share)), n - n_top)
+    n_rest = n - n_top - n_random
 
     u_all = uncertainty_scores(scores, kind=uncertainty, threshold=threshold)
     m = min(len(rest), pool_size if pool_size is not None else 10 * max(n_rest, 1))
@@ -279,12 +293,22 @@ def select_batch(
                 cluster_size=sizes[c],
             )
         )
-    indices = np.concatenate([top_idx, picked]).astype(np.intp)
+    random_idx = cand[:0]
+    if n_random:
+        taken[picked] = True
+        left = cand[~taken[cand]]
+        random_idx = rng.choice(left, size=min(n_random, len(left)), replace=False)
+        reasons += [RANDOM_REASON] * len(random_idx)
+    indices = np.concatenate([top_idx, picked, random_idx]).astype(np.intp)
     return BatchSelection(
         indices=indices,
         uncertainty=u_all[indices],
-        cluster=np.concatenate([np.full(len(top_idx), -1), cluster_of]).astype(int),
-        rank_in_cluster=np.concatenate([np.arange(len(top_idx)), rank_of]).astype(int),
+        cluster=np.concatenate(
+            [np.full(len(top_idx), -1), cluster_of, np.full(len(random_idx), RANDOM_CLUSTER)]
+        ).astype(int),
+        rank_in_cluster=np.concatenate(
+            [np.arange(len(top_idx)), rank_of, np.arange(len(random_idx))]
+        ).astype(int),
         reason=reasons,
         threshold=float(threshold) if uncertainty == "threshold" else None,
         threshold_rule=rule if uncertainty == "threshold" else "",

@@ -114,3 +114,24 @@ def test_reasons_state_the_threshold_used_and_the_uncertainty_measured():
     np.testing.assert_allclose(
         batch.uncertainty, uncertainty_scores(scores, threshold=threshold)[batch.indices]
     )
+
+
+def test_random_share_adds_random_candidates_after_the_rest_and_zero_changes_nothing():
+    from learning.sampling import RANDOM_CLUSTER
+
+    X, _, rng = blobs(3)
+    scores = rng.uniform(0, 1, len(X))
+    mask = np.ones(len(X), bool)
+    mask[:50] = False
+    kwargs = dict(candidate_mask=mask, top_score_share=0.5, n_clusters=4, random_state=0)
+    plain = select_batch(scores, X, 20, **kwargs)
+    np.testing.assert_array_equal(
+        select_batch(scores, X, 20, random_share=0.0, **kwargs).indices, plain.indices
+    )
+    batch = select_batch(scores, X, 20, random_share=0.2, **kwargs)
+    assert len(batch.indices) == 20 and len(set(batch.indices.tolist())) == 20
+    assert mask[batch.indices].all()
+    random = batch.cluster == RANDOM_CLUSTER
+    assert random.sum() == 4 and random[-4:].all()  # the random part comes last
+    assert (batch.cluster == -1).sum() == 10  # the top-score part keeps its share
+    assert all("at random" in r for r in np.asarray(batch.reason)[random])

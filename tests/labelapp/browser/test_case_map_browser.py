@@ -34,8 +34,14 @@ def map_worker(transactional_db, celery_queue):
         stop_worker(proc, timeout=20)
 
 
-def _isolated(points: list[dict], wanted: set[str], min_px: float = 12.0) -> dict:
-    """A dot of one of the ``wanted`` states with no other dot within ``min_px``."""
+def _isolated(points: list[dict], wanted: set[str], min_px: float = 3.0) -> dict:
+    """The dot of one of the ``wanted`` states farthest from any other dot.
+
+    The map's hover takes the nearest dot, so the pointer at a dot's centre finds that dot as
+    long as no other lies within a pixel or two (sub-pixel rounding of the pointer); how far
+    apart the dots lie depends on the layout, which changes with every batch drawn.
+    """
+    best, best_gap = None, -1.0
     for p in points:
         if p["state"] not in wanted:
             continue
@@ -43,9 +49,11 @@ def _isolated(points: list[dict], wanted: set[str], min_px: float = 12.0) -> dic
             (math.hypot(p["x"] - q["x"], p["y"] - q["y"]) for q in points if q is not p),
             default=math.inf,
         )
-        if gap >= min_px:
-            return p
-    pytest.fail(f"no isolated dot among the states {wanted}")
+        if gap > best_gap:
+            best, best_gap = p, gap
+    if best is None or best_gap < min_px:
+        pytest.fail(f"no dot among the states {wanted} lies {min_px} px from every other")
+    return best
 
 
 def test_hover_a_dot_of_the_map_then_click_it_to_its_case(

@@ -49,6 +49,11 @@ TOP_FRACTION = 0.01
 MIN_POSITIVES = 2
 # Folds of the held-out scores the estimate of positives left calibrates (3 extra fits).
 POSITIVES_LEFT_FOLDS = 3
+# The estimate calibrates on the answers of the last two answered batches only. An older batch
+# was drawn from a U that still held the positives it (and the batches after it) found: its
+# confirmation rate at a rank describes that U, not today's, and every older batch kept made the
+# estimate higher than the truth (docs/benchmarks.md, "Positives left: recent batches only").
+POSITIVES_LEFT_BATCHES = 2
 
 # Batch strategies the harness compares; the app always runs ``active``.
 STRATEGIES = ("active", "diverse_only", "uncertainty_only", "random", "top_score")
@@ -578,7 +583,8 @@ class ActiveLoop:
         states : ndarray of str, shape (n_pool,)
         batches : list of ndarray of int
             Each answered batch's pool positions, oldest first; only its ``confirmed`` and
-            ``not_confirmed`` cases count (skipped and open ones are left out).
+            ``not_confirmed`` cases count (skipped and open ones are left out), and only the
+            last :data:`POSITIVES_LEFT_BATCHES` batches with answers.
         expert_recall : float, optional
             P(confirm | positive), when known; else the estimate counts the positives an expert
             would confirm.
@@ -587,7 +593,7 @@ class ActiveLoop:
             b[np.isin(states[b], (CONFIRMED, NOT_CONFIRMED))]
             for b in (np.asarray(b, dtype=np.intp) for b in batches)
         ]
-        answered = [b for b in answered if len(b)]
+        answered = [b for b in answered if len(b)][-POSITIVES_LEFT_BATCHES:]
         if not answered:
             return None
         s, weight = training_targets(states, confirmed_weight=self.params.confirmed_weight)

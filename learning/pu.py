@@ -7,6 +7,14 @@ Step 2 (reliable negatives): every U case scoring below the spies' ``spy_quantil
 reliable negative N. EM rounds again: P (spies back in) fixed at 1, N at 0, the rest of U inherits
 the previous round's score. The last round's booster is the model.
 
+Bags (``n_bags``): with few labeled positives a single boosted model's ranking is dominated by
+chance (which positives are spies, which split a handful of positives falls on); the fit then runs
+the two steps ``n_bags`` times, each with its own spies, U sample and seeds, on randomized trees
+(random thresholds, 70% of the rows and of the features per tree), and averages their raw scores
+into one booster (:func:`learning.booster_average.average_boosters`). ``"auto"`` bags below
+:data:`BAG_BELOW_POSITIVES` positives and fits one plain model above (docs/benchmarks.md, "Few
+positives: bagged, randomized trees").
+
 Cost control: ``max_unlabeled`` trains every round on a fixed random sample of U (the sampled
 cases weigh ``|U| / max_unlabeled`` so the class balance is kept), and ``n_estimators_em`` gives
 the intermediate rounds fewer trees than the final one.
@@ -30,6 +38,26 @@ from sklearn.utils.validation import (
 )
 
 from learning.baselines import auto_learning_rate, auto_min_child_samples
+from learning.booster_average import average_boosters
+
+# ``n_bags="auto"``: a fit with fewer labeled positives than this runs AUTO_BAGS randomized bags.
+# Seeds only, 5-36 positives (five adbench sets, 3 seeds) and fraud_handbook with 20 of its seeds,
+# bags raised test PR-AUC by 0.03-0.24; with 1,603 seeds (fraud_handbook) one plain model ranked
+# better (0.278 vs 0.251), and at 100-400 the two were within the spread.
+BAG_BELOW_POSITIVES = 200
+AUTO_BAGS = 5
+# The randomized trees of a bag (over a bag's LightGBM parameters, under ``lgbm_params``).
+BAG_TREE_PARAMS = {
+    "extra_trees": True,
+    "bagging_fraction": 0.7,
+    "bagging_freq": 1,
+    "feature_fraction": 0.7,
+}
+
+
+def auto_n_bags(n_positives: int) -> int:
+    """Bags for a fit with ``n_positives`` labeled positives (``n_bags="auto"``)."""
+    return AUTO_BAGS if n_positives < BAG_BELOW_POSITIVES else 1
 
 
 def _rows(X, idx: np.ndarray):
@@ -106,8 +134,13 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         boosted model on U collapse toward the very targets it was fit on, so EM would stall
         and the spies would look like U; out-of-fold scores keep the EM step honest. The final
         round is always one fit on every training case.
+    n_bags : int or "auto"
+        Times the two steps run, each with its own spies, U sample and seeds on randomized trees
+        (:data:`BAG_TREE_PARAMS`); the final boosters' raw scores are averaged into one booster.
+        ``"auto"``: :func:`auto_n_bags` of the number of labeled positives (5 below 200, else 1).
+        1: one plain fit, as before bags existed.
     lgbm_params : dict, optional
-        Extra LightGBM parameters (they override the ones above).
+        Extra LightGBM parameters (they override the ones above and the bags' randomization).
     categorical_features : list of str or int, optional
         Columns LightGBM treats as categorical (integer codes).
     n_jobs : int, optional
@@ -118,14 +151,18 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
     ----------
     booster_ : lightgbm.Booster
         The final model; ``booster_.save_model(path)`` writes LightGBM's text format.
+    n_bags_ : int
+        Bags the fit ran (see ``n_bags``).
     spy_threshold_ : float
-        The spies' ``spy_quantile`` score after step 1.
+        The spies' ``spy_quantile`` score after step 1 (the first bag's, where there are bags).
     spy_mask_ : ndarray of bool, shape (n_samples,)
-        Which training cases were spies.
+        Which training cases were spies (in the first bag).
     reliable_negative_mask_ : ndarray of bool, shape (n_samples,)
-        U cases (among those trained on, see ``max_unlabeled``) below the spy threshold.
+        U cases (among those trained on, see ``max_unlabeled``) below the spy threshold (in the
+        first bag).
     history_ : list of dict
-        Per EM round: ``step``, ``round``, ``n_train``, ``n_trees``, ``target_mean_unlabeled``,
+        Per EM round: ``bag``, ``step``, ``round``, ``n_train``, ``n_trees``,
+        ``target_mean_unlabeled``,
         ``score_q50``/``q90``/``q99`` (over U), ``spy_recall`` (spies above the median U score),
         ``seconds``.
     n_features_in_ : int
@@ -150,6 +187,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         max_unlabeled: int | None = None,
         fix_reliable_negatives: bool = True,
         cross_fit_folds: int = 2,
+        n_bags: int | str = "auto",
         lgbm_params: dict | None = None,
         categorical_features: list | None = None,
         n_jobs: int | None = None,
@@ -168,13 +206,14 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         self.max_unlabeled = max_unlabeled
         self.fix_reliable_negatives = fix_reliable_negatives
         self.cross_fit_folds = cross_fit_folds
+        self.n_bags = n_bags
         self.lgbm_params = lgbm_params
         self.categorical_features = categorical_features
         self.n_jobs = n_jobs
         self.random_state = random_state
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _params(self, seed: int, n_rows: int = 0) -> dict:
+    def _params(self, seed: int, n_rows: int = 0, randomized: bool = False) -> dict:
         params = {
             "objective": "cross_entropy",
             "learning_rate": (
@@ -196,10 +235,13 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         }
         if self.n_jobs is not None:
             params["num_threads"] = self.n_jobs
+        if randomized:
+            params.update(BAG_TREE_PARAMS)
         params.update(self.lgbm_params or {})
         return params
 
     def _fit_round(self, X, rows, targets, weights, n_trees, seed) -> lgb.Booster:
+        randomized = self._randomized
         data = lgb.Dataset(
             _rows(X, rows),
             label=targets,
@@ -207,7 +249,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
             categorical_feature=self.categorical_features or "auto",
             free_raw_data=True,
         )
-        return lgb.train(self._params(seed, len(rows)), data, num_boost_round=n_trees)
+        return lgb.train(self._params(seed, len(rows), randomized), data, num_boost_round=n_trees)
 
     def fit(self, X, y, sample_weight=None, progress=None, known_negative=None):
         """Fit on positives (``y == 1``) and unlabeled cases (``y == 0``).
@@ -252,7 +294,36 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         self.classes_ = np.array([0, 1])
         self.history_ = []
+        if self.em_rounds_step1 + self.em_rounds_step2 < 1:
+            raise ValueError("need at least one EM round")
+        n_bags = self._n_bags(int((s == 1).sum()))
+        self.n_bags_ = n_bags
+        self._randomized = n_bags > 1
+        boosters = []
+        for bag in range(n_bags):
+            self._bag = bag
+            self._fit_bag(X, s, weight, negative, rng, progress, keep_masks=bag == 0)
+            boosters.append(self.booster_)
+        self.booster_ = average_boosters(boosters)
+        del self._bag, self._randomized
+        return self
 
+    def _n_bags(self, n_positives: int) -> int:
+        if self.n_bags == "auto":
+            return auto_n_bags(n_positives)
+        if (
+            isinstance(self.n_bags, str | bool)
+            or self.n_bags != int(self.n_bags)
+            or self.n_bags < 1
+        ):
+            raise ValueError(f"n_bags must be 'auto' or a whole number >= 1, got {self.n_bags!r}")
+        return int(self.n_bags)
+
+    def _fit_bag(self, X, s, weight, negative, rng, progress, *, keep_masks: bool) -> None:
+        """The two steps once, drawing spies, the U sample and seeds from ``rng``; leaves the
+        final booster in ``booster_`` (and, with ``keep_masks``, the spies and reliable
+        negatives in their attributes)."""
+        total_rounds = (self.em_rounds_step1 + self.em_rounds_step2) * self.n_bags_
         positives = np.flatnonzero(s == 1)
         unlabeled = np.flatnonzero((s == 0) & ~negative)
         known = np.flatnonzero(negative & (weight > 0))
@@ -270,16 +341,14 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         train_weight = weight[rows] * np.where(s[rows] == 1, self.positive_weight, u_weight)
         neg = negative[rows]
         n_em = self.n_estimators_em or self.n_estimators
-        total_rounds = self.em_rounds_step1 + self.em_rounds_step2
-        if total_rounds < 1:
-            raise ValueError("need at least one EM round")
+        rounds = self.em_rounds_step1 + self.em_rounds_step2
 
         # Step 1: spies join U; P at 1, U at the previous score (0 first).
         hidden = spy_mask[rows] | ((s[rows] == 0) & ~neg)
         targets = np.where(hidden | neg, 0.0, 1.0)
         scores = None
         for r in range(self.em_rounds_step1):
-            last = r == total_rounds - 1
+            last = r == rounds - 1
             scores = self._em_round(
                 X,
                 rows,
@@ -302,13 +371,15 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         if scores is None:  # no step-1 round: every U case inherits 0
             scores = np.zeros(len(rows))
         spy_scores = scores[spy_mask[rows]]
-        self.spy_threshold_ = (
+        spy_threshold = (
             float(np.quantile(spy_scores, self.spy_quantile)) if len(spy_scores) else 0.0
         )
-        reliable = is_u & (scores < self.spy_threshold_)
-        self.spy_mask_ = spy_mask
-        self.reliable_negative_mask_ = np.zeros(len(s), dtype=bool)
-        self.reliable_negative_mask_[rows[reliable]] = True
+        reliable = is_u & (scores < spy_threshold)
+        if keep_masks:
+            self.spy_threshold_ = spy_threshold
+            self.spy_mask_ = spy_mask
+            self.reliable_negative_mask_ = np.zeros(len(s), dtype=bool)
+            self.reliable_negative_mask_[rows[reliable]] = True
 
         # Step 2: spies back in P (1), reliable negatives at 0, the rest of U inherits.
         targets = np.where(is_u, scores, 1.0)
@@ -334,7 +405,6 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 targets[reliable] = 0.0
             if progress is not None:
                 progress(len(self.history_), total_rounds)
-        return self
 
     def _em_round(
         self, X, rows, targets, weight, hidden, spy_mask, *, n_trees, step, round_, seed, final
@@ -359,6 +429,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         median_u = float(np.median(u_scores)) if len(u_scores) else 0.0
         self.history_.append(
             {
+                "bag": self._bag,
                 "step": step,
                 "round": round_,
                 "n_train": int(len(rows)),

@@ -82,6 +82,25 @@ def test_positives_left_needs_answers_then_brackets_the_planted_truth():
     assert est.n_answered == len(batch) and est.n_confirmed == int(y[batch].sum())
 
 
+def test_positives_left_calibrates_on_the_last_answered_batches_only():
+    from learning.loop import POSITIVES_LEFT_BATCHES
+
+    X, y, states = _planted(n=3000, seed=3)
+    loop = ActiveLoop(LoopParams(batch_size=40, n_clusters=4, n_estimators=30), n_jobs=1)
+    batches = []
+    for it in range(POSITIVES_LEFT_BATCHES + 1):
+        scores = loop.fit(X, states).predict_proba(X)[:, 1]
+        batch = loop.select(scores, X, states, iteration=it + 1).indices
+        answers = np.where(y[batch], pool.CONFIRMED, pool.NOT_CONFIRMED)
+        states = pool.apply_answers(pool.mark_shown(states, batch), batch, answers)
+        batches.append(batch)
+    never_answered = np.setdiff1d(np.flatnonzero(states == pool.U), np.concatenate(batches))[:5]
+    est = loop.positives_left(X, states, [never_answered, *batches], expert_recall=1.0)
+    recent = batches[-POSITIVES_LEFT_BATCHES:]
+    assert est.n_answered == sum(len(b) for b in recent)
+    assert est.n_confirmed == int(sum(y[b].sum() for b in recent))
+
+
 def test_not_confirmed_answers_train_as_known_negatives_unless_weighted_zero():
     X, y, states = _planted(n=3000, seed=2)
     params = LoopParams(batch_size=60, n_clusters=4, n_estimators=30)

@@ -30,7 +30,8 @@ def test_two_step_ranks_hidden_positives_above_naive_pu():
 
 def test_spies_and_reliable_negatives(pu_data):
     X, y, s = pu_data
-    model = TwoStepPU(spy_fraction=0.2, n_estimators=30, n_jobs=1, random_state=1).fit(X, s)
+    model = TwoStepPU(spy_fraction=0.2, n_estimators=30, n_bags=1, n_jobs=1, random_state=1)
+    model.fit(X, s)
     assert model.spy_mask_.sum() == round(0.2 * s.sum())
     assert (s[model.spy_mask_] == 1).all()
     rn = model.reliable_negative_mask_
@@ -116,7 +117,9 @@ def test_max_unlabeled_subsamples_training_rows(pu_data):
         max_unlabeled=1000, n_estimators=30, n_estimators_em=10, n_jobs=1, random_state=0
     ).fit(X, s)
     assert all(h["n_train"] == s.sum() + 1000 for h in model.history_)
-    assert [h["n_trees"] for h in model.history_] == [10, 10, 10, 30]
+    assert [h["n_trees"] for h in model.history_] == [10, 10, 10, 30] * model.n_bags_
+    # Each bag samples U anew; the merged model holds every bag's final trees.
+    assert model.booster_.num_trees() == 30 * model.n_bags_
     assert model.reliable_negative_mask_.sum() <= 1000
 
 
@@ -150,7 +153,12 @@ EXPECTED_FAILED_CHECKS = {
 
 
 @parametrize_with_checks(
-    [TwoStepPU(n_estimators=5, n_jobs=1, random_state=0)],
+    # One plain fit, and the default trees and bags (bagged below 200 positives: every check's
+    # data; with 20 randomized trees over 2 features the toy blobs' 0.5 cut is not reached).
+    [
+        TwoStepPU(n_estimators=5, n_bags=1, n_jobs=1, random_state=0),
+        TwoStepPU(n_jobs=1, random_state=0),
+    ],
     expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
     xfail_strict=True,
 )
@@ -289,3 +297,33 @@ def test_known_negatives_are_trained_on_at_zero(pu_data):
         )
     with pytest.raises(ValueError, match="rows"):
         TwoStepPU(n_estimators=5).fit(X, s, known_negative=negative[:-1])
+
+
+# -- bags (few positives) ------------------------------------------------------------------------
+
+
+def test_auto_bags_below_the_positive_count_and_one_plain_fit_above():
+    from learning.pu import AUTO_BAGS, BAG_BELOW_POSITIVES, auto_n_bags
+
+    assert auto_n_bags(5) == AUTO_BAGS > 1
+    assert auto_n_bags(BAG_BELOW_POSITIVES - 1) == AUTO_BAGS
+    assert auto_n_bags(BAG_BELOW_POSITIVES) == 1
+
+
+def test_bagged_model_is_one_booster_scoring_the_mean_of_its_bags(pu_data):
+    X, _, s = pu_data
+    bagged = TwoStepPU(n_estimators=20, n_bags=3, n_jobs=1, random_state=0).fit(X, s)
+    assert bagged.n_bags_ == 3 and bagged.booster_.num_trees() == 60
+    assert {h["bag"] for h in bagged.history_} == {0, 1, 2}
+    # SHAP contributions still add up to the raw score of the one booster.
+    contrib = bagged.contributions(X[:50])
+    np.testing.assert_allclose(contrib.sum(axis=1), bagged.decision_function(X[:50]), atol=1e-9)
+    plain = TwoStepPU(n_estimators=20, n_bags=1, n_jobs=1, random_state=0).fit(X, s)
+    assert plain.n_bags_ == 1 and plain.booster_.num_trees() == 20
+
+
+@pytest.mark.parametrize("n_bags", [0, -1, "many", 2.5])
+def test_n_bags_must_be_auto_or_a_whole_number(pu_data, n_bags):
+    X, _, s = pu_data
+    with pytest.raises(ValueError, match="n_bags"):
+        TwoStepPU(n_estimators=5, n_bags=n_bags, n_jobs=1).fit(X, s)

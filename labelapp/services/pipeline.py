@@ -185,6 +185,8 @@ class Run:
     scores: np.ndarray | None = None
     selection: Any = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    stopping_inputs: dict[str, Any] = field(default_factory=dict)
+    answered_batch_rows: list[np.ndarray] = field(default_factory=list)
     last_label_id: int = 0
 
 
@@ -725,21 +727,17 @@ def _metrics(run: Run) -> dict[str, Any]:
     batches = previous_batches(run.dataset)
     answered = [b for b in batches if b["answered"]]
     previous_scores = _current_model_scores(run.dataset)
-    run.reporter.stage("estimate", note="positives left in U: held-out scores over 3 folds")
-    left = run.loop.positives_left(
-        run.X,
-        states,
-        batch_rows(run.dataset),
-        categorical_features=run.spec.categorical_indices,
-    )
-    signals = stopping_signals(
-        [b["confirmed"] for b in answered],
-        [b["answered"] for b in answered],
-        previous_scores=previous_scores,
-        current_scores=scores if previous_scores is not None else None,
-        top_k=min(1000, max(1, len(scores) // 10)),
-        positives_left=left,
-    )
+    # The estimate of positives left (3 extra two-step fits) follows the batch: experts do not
+    # wait for it (_positives_left_follow, after the flip). Until then the signals go without it.
+    run.stopping_inputs = {
+        "confirmations_per_batch": [b["confirmed"] for b in answered],
+        "batch_sizes": [b["answered"] for b in answered],
+        "previous_scores": previous_scores,
+        "current_scores": scores if previous_scores is not None else None,
+        "top_k": min(1000, max(1, len(scores) // 10)),
+    }
+    run.answered_batch_rows = batch_rows(run.dataset) if answered else []
+    signals = stopping_signals(**run.stopping_inputs)
     gains = model.booster_.feature_importance(importance_type="gain")
     order = np.argsort(-gains)[:TOP_FEATURES]
     names = run.spec.feature_names
@@ -760,6 +758,7 @@ def _metrics(run: Run) -> dict[str, Any]:
         "batch_by_cluster": {str(k): int(v) for k, v in clusters.items()},
         "previous_batch": batches[-1] if batches else None,
         "stopping": asdict(signals),
+        "positives_left_pending": bool(answered),
         "top_features": [
             {"name": names[i], "gain": round(float(gains[i]), 3)} for i in order if gains[i] > 0
         ],
@@ -904,6 +903,7 @@ def stage_finalize(run: Run) -> None:
         shutil.rmtree(final_dir, ignore_errors=True)
         raise
     _case_scores_follow(run)
+    _positives_left_follow(run)
 
 
 def _checks_note(run: Run) -> str:
@@ -930,6 +930,43 @@ def _case_scores_follow(run: Run) -> None:
     _log_done_iteration(
         run.iteration.pk, f"case scores {what} {time.monotonic() - t0:.1f}s after the flip"
     )
+
+
+def _positives_left_follow(run: Run) -> None:
+    """After the batch is ready: estimate the positives left in U and complete the iteration's
+    stopping signals with it (the iteration page shows "being estimated" meanwhile).
+
+    Runs in the same worker on the matrix in memory. A failure leaves the signals without the
+    estimate (as for an iteration before any answer) and says so in the log.
+    """
+    if not run.metrics.get("positives_left_pending"):
+        return
+    from learning.stopping import stopping_signals
+
+    t0 = time.monotonic()
+    try:
+        left = run.loop.positives_left(
+            run.X,
+            run.states,
+            run.answered_batch_rows,
+            categorical_features=run.spec.categorical_indices,
+        )
+        signals = asdict(stopping_signals(**run.stopping_inputs, positives_left=left))
+        note = f"positives left in U estimated {time.monotonic() - t0:.1f}s after the batch" + (
+            f": {signals['reason']}" if signals["reason"] else ""
+        )
+    except Exception as exc:  # noqa: BLE001 - the batch is out; report and leave the signals
+        signals, note = None, f"estimating the positives left failed: {type(exc).__name__}: {exc}"
+    with transaction.atomic():
+        iteration = Iteration.objects.select_for_update().get(pk=run.iteration.pk)
+        metrics = dict(iteration.metrics or {})
+        if signals is not None:
+            metrics["stopping"] = signals
+        metrics["positives_left_pending"] = False
+        metrics["positives_left_seconds"] = round(time.monotonic() - t0, 3)
+        iteration.metrics = metrics
+        iteration.save(update_fields=["metrics"])
+    _log_done_iteration(run.iteration.pk, note)
 
 
 def _log_done_iteration(iteration_id: int, text: str) -> None:

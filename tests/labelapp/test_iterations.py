@@ -499,10 +499,23 @@ def test_the_page_shows_positives_left_with_an_interval_once_a_batch_is_answered
     stop = second.metrics["stopping"]
     assert stop["positives_left_low"] <= stop["estimated_positives_left"]
     assert stop["estimated_positives_left"] <= stop["positives_left_high"]
+    # The estimate followed the batch (experts did not wait for its three fits).
+    assert second.metrics["positives_left_pending"] is False
+    assert second.metrics["positives_left_seconds"] >= 0
+    assert "positives left in U estimated" in second.log
+    assert "estimate" not in second.metrics["stage_seconds"]
     body = expert_client.get(
         reverse("iteration-detail", args=[dataset.name, second.number])
     ).content.decode()
     assert 'id="positives-left-interval"' in body and "90% interval" in body
+    # Between the batch and the estimate the page says it is coming.
+    pending = {**second.metrics, "positives_left_pending": True}
+    pending["stopping"] = {**stop, "estimated_positives_left": None}
+    Iteration.objects.filter(pk=second.pk).update(metrics=pending)
+    body = expert_client.get(
+        reverse("iteration-detail", args=[dataset.name, second.number])
+    ).content.decode()
+    assert 'id="positives-left-pending"' in body and "follows the batch" in body
 
 
 def test_launch_refuses_a_dataset_that_cannot_train_with_the_reason(

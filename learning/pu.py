@@ -10,10 +10,11 @@ the previous round's score. The last round's booster is the model.
 Bags (``n_bags``): with few labeled positives a single boosted model's ranking is dominated by
 chance (which positives are spies, which split a handful of positives falls on); the fit then runs
 the two steps ``n_bags`` times, each with its own spies, U sample and seeds, on randomized trees
-(random thresholds, 70% of the rows and of the features per tree), and averages their raw scores
-into one booster (:func:`learning.booster_average.average_boosters`). ``"auto"`` bags below
+(70% of the rows and of the features per tree; under :data:`EXTRA_TREES_BELOW_POSITIVES`
+positives random split thresholds as well), and averages their raw scores into one booster
+(:func:`learning.booster_average.average_boosters`). ``"auto"`` bags below
 :data:`BAG_BELOW_POSITIVES` positives and fits one plain model above (docs/benchmarks.md, "Few
-positives: bagged, randomized trees").
+positives: bags of randomized trees").
 
 Cost control: ``max_unlabeled`` trains every round on a fixed random sample of U (the sampled
 cases weigh ``|U| / max_unlabeled`` so the class balance is kept), and ``n_estimators_em`` gives
@@ -40,24 +41,32 @@ from sklearn.utils.validation import (
 from learning.baselines import auto_learning_rate, auto_min_child_samples
 from learning.booster_average import average_boosters
 
-# ``n_bags="auto"``: a fit with fewer labeled positives than this runs AUTO_BAGS randomized bags.
-# Seeds only, 5-36 positives (five adbench sets, 3 seeds) and fraud_handbook with 20 of its seeds,
-# bags raised test PR-AUC by 0.03-0.24; with 1,603 seeds (fraud_handbook) one plain model ranked
-# better (0.278 vs 0.251), and at 100-400 the two were within the spread.
+# ``n_bags="auto"``: a fit with fewer labeled positives than BAG_BELOW_POSITIVES runs AUTO_BAGS
+# bags on subsampled rows and features; under EXTRA_TREES_BELOW_POSITIVES the bags' trees also
+# split at random thresholds (extra trees). The fewer the positives, the more a single model's
+# ranking is chance, and the stronger the randomization that averages it out. Measured
+# (docs/benchmarks.md, "Few positives: bags of randomized trees"): seeds only with 5-36 positives
+# (five adbench sets, 3 seeds) bags with extra trees raised test PR-AUC by 0.03-0.24 (without
+# extra trees satimage-2's 5 positives lost 0.15 of it); in the loop with 50-190 positives, extra
+# trees cost mammography 0.09 while bags without them kept PageBlocks' +0.03; with 1,603 seeds
+# (fraud_handbook) one plain model ranked better than bags (0.278 vs 0.251).
 BAG_BELOW_POSITIVES = 200
+EXTRA_TREES_BELOW_POSITIVES = 50
 AUTO_BAGS = 5
 # The randomized trees of a bag (over a bag's LightGBM parameters, under ``lgbm_params``).
-BAG_TREE_PARAMS = {
-    "extra_trees": True,
-    "bagging_fraction": 0.7,
-    "bagging_freq": 1,
-    "feature_fraction": 0.7,
-}
+BAG_TREE_PARAMS = {"bagging_fraction": 0.7, "bagging_freq": 1, "feature_fraction": 0.7}
 
 
 def auto_n_bags(n_positives: int) -> int:
     """Bags for a fit with ``n_positives`` labeled positives (``n_bags="auto"``)."""
     return AUTO_BAGS if n_positives < BAG_BELOW_POSITIVES else 1
+
+
+def bag_tree_params(n_positives: int) -> dict:
+    """LightGBM parameters of a bag's trees for a fit with ``n_positives`` labeled positives."""
+    if n_positives < EXTRA_TREES_BELOW_POSITIVES:
+        return {**BAG_TREE_PARAMS, "extra_trees": True}
+    return dict(BAG_TREE_PARAMS)
 
 
 def _rows(X, idx: np.ndarray):
@@ -136,7 +145,8 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         round is always one fit on every training case.
     n_bags : int or "auto"
         Times the two steps run, each with its own spies, U sample and seeds on randomized trees
-        (:data:`BAG_TREE_PARAMS`); the final boosters' raw scores are averaged into one booster.
+        (:func:`bag_tree_params`: 70% of rows and features per tree; random thresholds too
+        under 50 positives); the final boosters' raw scores are averaged into one booster.
         ``"auto"``: :func:`auto_n_bags` of the number of labeled positives (5 below 200, else 1).
         1: one plain fit, as before bags existed.
     lgbm_params : dict, optional
@@ -213,7 +223,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
 
     # -- fitting ---------------------------------------------------------------------------------
-    def _params(self, seed: int, n_rows: int = 0, randomized: bool = False) -> dict:
+    def _params(self, seed: int, n_rows: int = 0, randomized: dict | None = None) -> dict:
         params = {
             "objective": "cross_entropy",
             "learning_rate": (
@@ -235,8 +245,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         }
         if self.n_jobs is not None:
             params["num_threads"] = self.n_jobs
-        if randomized:
-            params.update(BAG_TREE_PARAMS)
+        params.update(randomized or {})
         params.update(self.lgbm_params or {})
         return params
 
@@ -296,9 +305,10 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         self.history_ = []
         if self.em_rounds_step1 + self.em_rounds_step2 < 1:
             raise ValueError("need at least one EM round")
-        n_bags = self._n_bags(int((s == 1).sum()))
+        n_positives = int((s == 1).sum())
+        n_bags = self._n_bags(n_positives)
         self.n_bags_ = n_bags
-        self._randomized = n_bags > 1
+        self._randomized = bag_tree_params(n_positives) if n_bags > 1 else None
         boosters = []
         for bag in range(n_bags):
             self._bag = bag

@@ -7,6 +7,11 @@ trains, then idle again, and writes ``DIR/speed_loop.json``: stage times, launch
 the worker's peak RSS, how long the shown scores follow the version, and (after the worker has
 stopped) one plain LightGBM fit on the same matrix with the ratio of the two
 (``LOOP_BENCH_PLAIN_FIT=0`` leaves it out).
+
+``LOOP_BENCH_ANSWER=DIR`` (the dataset's folder, whose ``label`` column is the truth) first
+answers the dataset's current batch as a precision-first expert would, so that the timed
+iteration is one a user launches after a batch: with answers to learn from and the estimate of
+positives left to make (it follows the batch; ``positives_left_after_batch_seconds``).
 """
 
 from __future__ import annotations
@@ -51,9 +56,12 @@ def _client(url: str):
 
     from labelapp.services.users import user_create_with_role
 
-    user = user_create_with_role(username="bench-admin", password=uuid.uuid4().hex, role="admin")
+    user = user_create_with_role(
+        username=f"bench-admin-{uuid.uuid4().hex[:6]}", password=uuid.uuid4().hex, role="admin"
+    )
     client = Client()
     client.force_login(user)
+    client.session_user = user
     client.get(url)  # warm caches and the connection
     return client
 
@@ -76,6 +84,40 @@ def _peak_rss_gib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def answer_current_batch(dataset, folder: Path, user) -> dict:
+    """Answer the open cases of ``dataset``'s last batch from the truth in ``folder``."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from labelapp.models import BatchItem, Iteration, PoolState
+    from labelapp.services.labels import label_create
+
+    last = Iteration.objects.filter(dataset=dataset, status="done").order_by("-number").first()
+    if last is None:
+        raise RuntimeError(f"{dataset.name} has no batch to answer: run one iteration first")
+    items = list(
+        BatchItem.objects.filter(iteration=last, is_check=False, case__pool_state=PoolState.SHOWN)
+        .select_related("case")
+        .order_by("position")
+    )
+    ids = [item.case.case_id for item in items]
+    table = pq.read_table(Path(folder) / "cases.parquet", columns=["case_id", "label"])
+    table = table.filter(pc.is_in(table["case_id"], value_set=pc.cast(ids, table["case_id"].type)))
+    truth = dict(zip(table["case_id"].to_pylist(), table["label"].to_pylist(), strict=True))
+    confirmed = 0
+    for item in items:
+        yes = bool(truth[item.case.case_id])
+        label_create(
+            user=user,
+            case=item.case,
+            answer="confirmed" if yes else "not_confirmed",
+            batch_item=item,
+            via="command",
+        )
+        confirmed += yes
+    return {"iteration": last.number, "answered": len(items), "confirmed": confirmed}
 
 
 def plain_lightgbm_fit_seconds(dataset, params: dict) -> dict:
@@ -154,6 +196,12 @@ def main(out_dir: Path, quick: bool) -> dict:
         params.update({"n_estimators": 30, "max_unlabeled": 50_000})
     url = reverse("dataset-detail", args=[dataset.name])
     client = _client(url)
+    answered = None
+    if os.environ.get("LOOP_BENCH_ANSWER"):
+        answered = answer_current_batch(
+            dataset, Path(os.environ["LOOP_BENCH_ANSWER"]), client.session_user
+        )
+        print(f"answered batch {answered}", flush=True)
 
     # A terminated benchmark still stops the worker it started (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -205,6 +253,7 @@ def main(out_dir: Path, quick: bool) -> dict:
                 worker.wait()
 
     idle = idle_before + idle_after
+    iteration.refresh_from_db()
     # After the workers stopped, so that the two do not share the cores.
     plain = None
     if os.environ.get("LOOP_BENCH_PLAIN_FIT", "1") == "1" and iteration.status == "done":
@@ -226,6 +275,10 @@ def main(out_dir: Path, quick: bool) -> dict:
         else None,
         "worker_peak_rss_gib": worker_peaks,
         "stage_seconds": (iteration.metrics or {}).get("stage_seconds"),
+        "answered_before": answered,
+        "positives_left_after_batch_seconds": (iteration.metrics or {}).get(
+            "positives_left_seconds"
+        ),
         "batch_size": iteration.batch.count(),
         "page": url,
         "latency_idle": _summary(idle),

@@ -596,15 +596,18 @@ def _knn_feature(run: Run) -> None:
 
 def stage_train(run: Run) -> None:
     from learning.pool import positive_mask
+    from learning.pu import auto_n_bags
 
     rep, p = run.reporter, run.loop.params
     n_positive = int(positive_mask(run.states).sum())
-    rounds = 2 * p.em_rounds
+    bags = auto_n_bags(n_positive)
+    rounds = 2 * p.em_rounds * bags
     rep.stage(
         "train",
         total=rounds,
         note=f"{n_positive:,} positives, {len(run.states) - n_positive:,} unlabeled, "
-        f"{rounds} EM rounds",
+        f"{rounds} EM rounds"
+        + (f" ({bags} bags of randomized trees: few positives)" if bags > 1 else ""),
     )
     model = run.loop.fit(
         run.X,
@@ -615,10 +618,10 @@ def stage_train(run: Run) -> None:
     run.model = model
     for h in getattr(model, "history_", []):
         rep.log(
-            "  step {step} round {round}: {n_train:,} cases, U target mean {t:.4f}, "
+            "  bag {bag} step {step} round {round}: {n_train:,} cases, U target mean {t:.4f}, "
             "{seconds:.1f}s".format(
                 t=h.get("target_mean_unlabeled", float("nan")),
-                **{k: h.get(k, 0) for k in ("step", "round", "n_train", "seconds")},
+                **{k: h.get(k, 0) for k in ("bag", "step", "round", "n_train", "seconds")},
             )
         )
     model.booster_.save_model(str(run.staging / "model.txt"))

@@ -310,6 +310,15 @@ def test_auto_bags_below_the_positive_count_and_one_plain_fit_above():
     assert auto_n_bags(BAG_BELOW_POSITIVES) == 1
 
 
+def test_bag_trees_split_at_random_thresholds_only_under_the_fewest_positives():
+    from learning.pu import EXTRA_TREES_BELOW_POSITIVES, bag_tree_params
+
+    few = bag_tree_params(EXTRA_TREES_BELOW_POSITIVES - 1)
+    more = bag_tree_params(EXTRA_TREES_BELOW_POSITIVES)
+    assert few.pop("extra_trees") is True and "extra_trees" not in more
+    assert few == more and more["bagging_fraction"] < 1 and more["feature_fraction"] < 1
+
+
 def test_bagged_model_is_one_booster_scoring_the_mean_of_its_bags(pu_data):
     X, _, s = pu_data
     bagged = TwoStepPU(n_estimators=20, n_bags=3, n_jobs=1, random_state=0).fit(X, s)

@@ -131,10 +131,14 @@ def test_settings_defaults_match_the_issue():
 
 def test_harness_auto_embeddings_decides_each_iteration(tmp_path):
     """``--embeddings-file`` with the default ``auto``: the loop checks the columns at every
-    iteration, as the app does; noise columns are left out, ``on`` forces them in."""
+    iteration, as the app does; columns that carry nothing are left out, ``on`` forces them in.
+
+    (Constant columns: their measured gain is exactly 0. Random noise is left out only in
+    expectation: with 10 positives the check's 80% interval clears 0 about one time in ten,
+    and which time depends on the batches the learner picked.)"""
     cases = write_dataset(tmp_path / "data", n=2000)
-    noise = np.random.RandomState(0).randn(len(cases), 4).astype(np.float32)
-    np.save(tmp_path / "emb.npy", noise)
+    nothing = np.ones((len(cases), 4), dtype=np.float32)
+    np.save(tmp_path / "emb.npy", nothing)
     common = ["--data", str(tmp_path / "data"), "--iterations", "1", "--batch-size", "20"]
     common += ["--embeddings-file", str(tmp_path / "emb.npy"), "--methods", "active_pu"]
     report = main([*common, "--out", str(tmp_path / "auto")])

@@ -147,3 +147,16 @@ def test_old_estimate_arguments_are_ignored_with_a_warning():
             [0, 0], [20, 20], current_scores=np.zeros(10), unlabeled_mask=np.ones(10, bool)
         )
     assert signals.estimated_positives_left is None
+
+
+def test_a_large_u_is_summed_over_every_kth_rank_within_a_few_percent(monkeypatch):
+    import learning.prior as prior
+
+    scores_u, _, bs, bc = _planted(3)
+    full = positives_left(scores_u, batch_scores=bs, batch_confirmed=bc, random_state=0)
+    monkeypatch.setattr(prior, "MAX_SUMMED_UNLABELED", 1000)  # every 4th of U's 4,000 ranks
+    sampled = positives_left(scores_u, batch_scores=bs, batch_confirmed=bc, random_state=0)
+    assert sampled.n_unlabeled == full.n_unlabeled == len(scores_u)
+    assert sampled.point == pytest.approx(full.point, rel=0.05)
+    assert sampled.low == pytest.approx(full.low, rel=0.1)
+    assert sampled.high == pytest.approx(full.high, rel=0.1)

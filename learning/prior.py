@@ -36,7 +36,7 @@ from sklearn.utils import check_random_state
 METHODS = ("isotonic", "logistic")
 
 
-# Above this many unlabeled cases the bootstrap's sums run over a fixed sample of U.
+# Above this many unlabeled cases the bootstrap's sums run over every k-th rank of U.
 MAX_SUMMED_UNLABELED = 1_000_000
 
 

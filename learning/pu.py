@@ -48,8 +48,9 @@ from learning.booster_average import average_boosters
 # (docs/benchmarks.md, "Few positives: bags of randomized trees"): seeds only with 5-36 positives
 # (five adbench sets, 3 seeds) bags with extra trees raised test PR-AUC by 0.03-0.24 (without
 # extra trees satimage-2's 5 positives lost 0.15 of it); in the loop with 50-190 positives, extra
-# trees cost mammography 0.09 while bags without them kept PageBlocks' +0.03; with 1,603 seeds
-# (fraud_handbook) one plain model ranked better than bags (0.278 vs 0.251).
+# trees cost mammography 0.09 while bags without them kept PageBlocks' +0.03. From 200 positives
+# one plain model: bags still ranked better on fraud_handbook's 1,603 seeds (0.292 vs 0.278),
+# but their 5x trees make scoring a million cases 5x as costly (issue #18's iteration budget).
 BAG_BELOW_POSITIVES = 200
 EXTRA_TREES_BELOW_POSITIVES = 50
 AUTO_BAGS = 5
@@ -312,8 +313,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         boosters = []
         for bag in range(n_bags):
             self._bag = bag
-            self._fit_bag(X, s, weight, negative, rng, progress, keep_masks=bag == 0)
-            boosters.append(self.booster_)
+            boosters.append(
+                self._fit_bag(X, s, weight, negative, rng, progress, keep_masks=bag == 0)
+            )
         self.booster_ = average_boosters(boosters)
         del self._bag, self._randomized
         return self
@@ -329,10 +331,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
             raise ValueError(f"n_bags must be 'auto' or a whole number >= 1, got {self.n_bags!r}")
         return int(self.n_bags)
 
-    def _fit_bag(self, X, s, weight, negative, rng, progress, *, keep_masks: bool) -> None:
-        """The two steps once, drawing spies, the U sample and seeds from ``rng``; leaves the
-        final booster in ``booster_`` (and, with ``keep_masks``, the spies and reliable
-        negatives in their attributes)."""
+    def _fit_bag(self, X, s, weight, negative, rng, progress, *, keep_masks: bool) -> lgb.Booster:
+        """The two steps once, drawing spies, the U sample and seeds from ``rng``; returns the
+        final booster (and, with ``keep_masks``, sets the spies and reliable negatives)."""
         total_rounds = (self.em_rounds_step1 + self.em_rounds_step2) * self.n_bags_
         positives = np.flatnonzero(s == 1)
         unlabeled = np.flatnonzero((s == 0) & ~negative)
@@ -415,6 +416,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 targets[reliable] = 0.0
             if progress is not None:
                 progress(len(self.history_), total_rounds)
+        return self.booster_
 
     def _em_round(
         self, X, rows, targets, weight, hidden, spy_mask, *, n_trees, step, round_, seed, final

@@ -197,6 +197,36 @@ RANDOM_REASON = (
     "drawn at random from the unlabeled cases: answers from every score band keep the "
     "estimate of positives left honest"
 )
+RANDOM_RANK_REASON = (
+    "drawn at random at a rank drawn evenly over the orders of magnitude of the ranking "
+    "(1-10, 10-100, ...): answers from every score band keep the estimate of positives left honest"
+)
+
+
+def random_part(
+    left: np.ndarray, scores: np.ndarray, n: int, rng: np.random.RandomState
+) -> tuple[np.ndarray, list[str]]:
+    """``n`` random cases among ``left``: half (rounded up) drawn uniformly, half at a rank of
+    ``left`` by score drawn log-uniformly (every order of magnitude of the ranking alike).
+
+    Uniform draws land where most cases are, the bottom of the ranking; the log-uniform half
+    reaches the bands between the batch's top-score and uncertain parts and the bulk, which the
+    estimate of positives left calibrates on too, and finds more positives than a uniform draw.
+    """
+    n = min(n, len(left))
+    n_uniform = n - n // 2
+    uniform = rng.choice(left, size=n_uniform, replace=False)
+    rest = left[~np.isin(left, uniform)]
+    if n == n_uniform:
+        return uniform, [RANDOM_REASON] * n
+    order = rest[np.argsort(-scores[rest], kind="stable")]
+    chosen: list[int] = []
+    while len(chosen) < n - n_uniform:
+        rank = int(np.exp(rng.uniform(0.0, np.log(len(order))))) - 1 if len(order) > 1 else 0
+        chosen.append(int(order[rank]))
+        order = np.delete(order, rank)
+    picks = np.concatenate([uniform, np.asarray(chosen, dtype=left.dtype)])
+    return picks, [RANDOM_REASON] * n_uniform + [RANDOM_RANK_REASON] * len(chosen)
 
 
 def select_batch(
@@ -239,9 +269,10 @@ def select_batch(
     top_score_share : float in [0, 1]
         Share of the batch taken as the highest-scoring candidates before the uncertain part.
     random_share : float in [0, 1 - top_score_share]
-        Share of the batch drawn uniformly at random from the candidates left (cluster
+        Share of the batch drawn at random from the candidates left (cluster
         :data:`RANDOM_CLUSTER`), after the uncertain part: answers from every score band, which
-        an estimate of the positives left in U needs.
+        an estimate of the positives left in U needs (:func:`random_part`: half uniformly,
+        half at a log-uniform rank).
     random_state : int, RandomState or None
 
     Returns
@@ -297,8 +328,8 @@ def select_batch(
     if n_random:
         taken[picked] = True
         left = cand[~taken[cand]]
-        random_idx = rng.choice(left, size=min(n_random, len(left)), replace=False)
-        reasons += [RANDOM_REASON] * len(random_idx)
+        random_idx, random_reasons = random_part(left, scores, n_random, rng)
+        reasons += random_reasons
     indices = np.concatenate([top_idx, picked, random_idx]).astype(np.intp)
     return BatchSelection(
         indices=indices,

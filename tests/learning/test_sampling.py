@@ -135,3 +135,30 @@ def test_random_share_adds_random_candidates_after_the_rest_and_zero_changes_not
     assert random.sum() == 4 and random[-4:].all()  # the random part comes last
     assert (batch.cluster == -1).sum() == 10  # the top-score part keeps its share
     assert all("at random" in r for r in np.asarray(batch.reason)[random])
+
+
+def test_random_part_is_half_uniform_half_at_a_log_uniform_rank():
+    from learning.sampling import RANDOM_RANK_REASON, RANDOM_REASON, random_part
+
+    scores = np.linspace(1.0, 0.0, 10_000)  # case i has rank i
+    left = np.arange(10_000)
+    rng = np.random.RandomState(0)
+    picks, reasons = random_part(left, scores, 3, rng)
+    assert reasons == [RANDOM_REASON] * 2 + [RANDOM_RANK_REASON]
+    assert len(set(picks.tolist())) == 3
+    single, reasons = random_part(left, scores, 1, rng)
+    assert len(single) == 1 and reasons == [RANDOM_REASON]
+    # Over many draws the log-uniform half spreads evenly over the orders of magnitude of the
+    # rank (each decade 1/4 of the picks here), the uniform half lands mostly in the bottom 90%.
+    ranks = {RANDOM_REASON: [], RANDOM_RANK_REASON: []}
+    for _ in range(2000):
+        picks, reasons = random_part(left, scores, 2, rng)
+        for p, r in zip(picks, reasons, strict=True):
+            ranks[r].append(p)
+    log_ranks = np.asarray(ranks[RANDOM_RANK_REASON])
+    decades = np.histogram(log_ranks, bins=[0, 10, 100, 1000, 10_000])[0] / len(log_ranks)
+    np.testing.assert_allclose(decades, 0.25, atol=0.04)
+    assert np.mean(np.asarray(ranks[RANDOM_REASON]) >= 1000) > 0.85
+    # Never more than the cases left, never one twice.
+    few, _ = random_part(left[:3], scores, 5, rng)
+    assert sorted(few.tolist()) == [0, 1, 2]

@@ -194,6 +194,15 @@ class LoopParams:
         5,
         5000,
     )
+    n_bags: int = _param(
+        0,
+        "Bags",
+        "Two-step fits averaged into one model, each on its own spies, U sample and randomized "
+        "trees. 0: automatic (5 below 200 known positives, one plain fit from 200 on). From 200 "
+        "positives bags share one model's trees and U sample, so they cost what one fit costs.",
+        0,
+        20,
+    )
     max_unlabeled: int = _param(
         100_000,
         "Unlabeled cases per EM round",
@@ -331,6 +340,7 @@ class LoopParams:
             n_estimators=self.n_estimators,
             n_estimators_em=self.n_estimators_em,
             max_unlabeled=self.max_unlabeled or None,
+            n_bags=self.n_bags or "auto",
             categorical_features=categorical_features or None,
             n_jobs=n_jobs,
             random_state=self.random_state,

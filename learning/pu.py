@@ -8,13 +8,14 @@ reliable negative N. EM rounds again: P (spies back in) fixed at 1, N at 0, the 
 the previous round's score. The last round's booster is the model.
 
 Bags (``n_bags``): with few labeled positives a single boosted model's ranking is dominated by
-chance (which positives are spies, which split a handful of positives falls on); the fit then runs
-the two steps ``n_bags`` times, each with its own spies, U sample and seeds, on randomized trees
-(70% of the rows and of the features per tree; under :data:`EXTRA_TREES_BELOW_POSITIVES`
-positives random split thresholds as well), and averages their raw scores into one booster
+chance (which positives are spies, which split a handful of positives falls on); the fit runs the
+two steps ``n_bags`` times, each with its own spies, U sample and seeds, on randomized trees (70%
+of the rows and of the features per tree; under :data:`EXTRA_TREES_BELOW_POSITIVES` positives
+random split thresholds as well), and averages their raw scores into one booster
 (:func:`learning.booster_average.average_boosters`). ``"auto"`` bags below
 :data:`BAG_BELOW_POSITIVES` positives and fits one plain model above (docs/benchmarks.md, "Few
-positives: bags of randomized trees").
+positives: bags of randomized trees"); bags asked for above it share one plain model's trees and
+U sample (:func:`shares_budget`).
 
 Cost control: ``max_unlabeled`` trains every round on a fixed random sample of U (the sampled
 cases weigh ``|U| / max_unlabeled`` so the class balance is kept), and ``n_estimators_em`` gives
@@ -51,9 +52,18 @@ from learning.booster_average import average_boosters
 # trees cost mammography 0.09 while bags without them kept PageBlocks' +0.03. From 200 positives
 # one plain model: bags still ranked better on fraud_handbook's 1,603 seeds (0.292 vs 0.278),
 # but their 5x trees make scoring a million cases 5x as costly (issue #18's iteration budget).
+# Bags asked for explicitly (``n_bags`` > 1) from SHARE_BUDGET_FROM_POSITIVES positives share one
+# plain model's budget instead: 1/n of the trees at n times the learning rate (the plain model's
+# whole step, learning rate x trees) on 1/n of its U sample, so the merged booster costs what one
+# plain model costs. Not the default: in fraud_handbook's loop they raised active_pu's PR-AUC
+# (0.368 -> 0.378) but made top-score batches so precise (644 frauds found in 1,000 answers
+# against active_pu's 368) that the active batches' half of uncertain and random cases fell
+# under 90% of top score's finds (docs/benchmarks.md, "Budget-sharing bags").
 BAG_BELOW_POSITIVES = 200
 EXTRA_TREES_BELOW_POSITIVES = 50
 AUTO_BAGS = 5
+SHARE_BUDGET_FROM_POSITIVES = 200
+MIN_SHARED_BAG_TREES = 10
 # The randomized trees of a bag (over a bag's LightGBM parameters, under ``lgbm_params``).
 BAG_TREE_PARAMS = {"bagging_fraction": 0.7, "bagging_freq": 1, "feature_fraction": 0.7}
 
@@ -61,6 +71,12 @@ BAG_TREE_PARAMS = {"bagging_fraction": 0.7, "bagging_freq": 1, "feature_fraction
 def auto_n_bags(n_positives: int) -> int:
     """Bags for a fit with ``n_positives`` labeled positives (``n_bags="auto"``)."""
     return AUTO_BAGS if n_positives < BAG_BELOW_POSITIVES else 1
+
+
+def shares_budget(n_positives: int, n_bags: int) -> bool:
+    """Whether ``n_bags`` bags split one plain model's trees and U sample among them (from
+    :data:`SHARE_BUDGET_FROM_POSITIVES` positives) instead of each taking all of it."""
+    return n_bags > 1 and n_positives >= SHARE_BUDGET_FROM_POSITIVES
 
 
 def bag_tree_params(n_positives: int) -> dict:
@@ -149,7 +165,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         (:func:`bag_tree_params`: 70% of rows and features per tree; random thresholds too
         under 50 positives); the final boosters' raw scores are averaged into one booster.
         ``"auto"``: :func:`auto_n_bags` of the number of labeled positives (5 below 200, else 1).
-        1: one plain fit, as before bags existed.
+        1: one plain fit, as before bags existed. From 200 positives, bags share one plain
+        model's budget (:func:`shares_budget`: each has 1/n of the trees at n times the learning
+        rate, on 1/n of the U sample).
     lgbm_params : dict, optional
         Extra LightGBM parameters (they override the ones above and the bags' randomization).
     categorical_features : list of str or int, optional
@@ -310,6 +328,12 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         n_bags = self._n_bags(n_positives)
         self.n_bags_ = n_bags
         self._randomized = bag_tree_params(n_positives) if n_bags > 1 else None
+        self._share = n_bags if shares_budget(n_positives, n_bags) else 1
+        if self._share > 1:
+            self._randomized = {
+                **self._randomized,
+                "learning_rate": self._shared_learning_rate(s, negative),
+            }
         boosters = []
         for bag in range(n_bags):
             self._bag = bag
@@ -317,8 +341,19 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 self._fit_bag(X, s, weight, negative, rng, progress, keep_masks=bag == 0)
             )
         self.booster_ = average_boosters(boosters)
-        del self._bag, self._randomized
+        del self._bag, self._randomized, self._share
         return self
+
+    def _shared_learning_rate(self, s: np.ndarray, negative: np.ndarray) -> float:
+        """A budget-sharing bag's learning rate: the plain fit's, times the bags, so that each
+        bag's 1/n trees take the plain model's whole step (learning rate x trees)."""
+        if self.learning_rate != "auto":
+            return float(self.learning_rate) * self._share
+        n_unlabeled = int(((s == 0) & ~negative).sum())
+        if self.max_unlabeled is not None:
+            n_unlabeled = min(n_unlabeled, self.max_unlabeled)
+        n_rows = int((s == 1).sum()) + n_unlabeled + int(negative.sum())
+        return auto_learning_rate(n_rows) * self._share
 
     def _n_bags(self, n_positives: int) -> int:
         if self.n_bags == "auto":
@@ -345,13 +380,17 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         spy_mask[spies] = True
 
         u_weight = 1.0
-        if self.max_unlabeled is not None and len(unlabeled) > self.max_unlabeled:
-            u_weight = len(unlabeled) / self.max_unlabeled
-            unlabeled = np.sort(rng.choice(unlabeled, size=self.max_unlabeled, replace=False))
+        max_unlabeled = self.max_unlabeled
+        if self._share > 1:  # this bag's share of the plain model's U sample
+            max_unlabeled = -(-(max_unlabeled or len(unlabeled)) // self._share)
+        if max_unlabeled is not None and len(unlabeled) > max_unlabeled:
+            u_weight = len(unlabeled) / max_unlabeled
+            unlabeled = np.sort(rng.choice(unlabeled, size=max_unlabeled, replace=False))
         rows = np.concatenate([positives, unlabeled, known])
         train_weight = weight[rows] * np.where(s[rows] == 1, self.positive_weight, u_weight)
         neg = negative[rows]
-        n_em = self.n_estimators_em or self.n_estimators
+        n_final = self._bag_trees(self.n_estimators)
+        n_em = self._bag_trees(self.n_estimators_em or self.n_estimators)
         rounds = self.em_rounds_step1 + self.em_rounds_step2
 
         # Step 1: spies join U; P at 1, U at the previous score (0 first).
@@ -367,7 +406,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 train_weight,
                 hidden,
                 spy_mask,
-                n_trees=self.n_estimators if last else n_em,
+                n_trees=n_final if last else n_em,
                 step=1,
                 round_=r,
                 seed=rng.randint(2**31 - 100),
@@ -404,7 +443,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
                 train_weight,
                 is_u,
                 spy_mask,
-                n_trees=self.n_estimators if last else n_em,
+                n_trees=n_final if last else n_em,
                 step=2,
                 round_=r,
                 seed=rng.randint(2**31 - 100),
@@ -417,6 +456,12 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
             if progress is not None:
                 progress(len(self.history_), total_rounds)
         return self.booster_
+
+    def _bag_trees(self, n_trees: int) -> int:
+        """A bag's share of ``n_trees`` (all of them unless the bags share the budget)."""
+        if self._share == 1:
+            return n_trees
+        return max(MIN_SHARED_BAG_TREES, -(-n_trees // self._share))
 
     def _em_round(
         self, X, rows, targets, weight, hidden, spy_mask, *, n_trees, step, round_, seed, final

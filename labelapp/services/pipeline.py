@@ -596,18 +596,18 @@ def _knn_feature(run: Run) -> None:
 
 def stage_train(run: Run) -> None:
     from learning.pool import positive_mask
-    from learning.pu import auto_n_bags
+    from learning.pu import auto_n_bags, shares_budget
 
     rep, p = run.reporter, run.loop.params
     n_positive = int(positive_mask(run.states).sum())
-    bags = auto_n_bags(n_positive)
+    bags = p.n_bags or auto_n_bags(n_positive)
     rounds = 2 * p.em_rounds * bags
+    kind = "sharing one model's trees" if shares_budget(n_positive, bags) else "few positives"
     rep.stage(
         "train",
         total=rounds,
         note=f"{n_positive:,} positives, {len(run.states) - n_positive:,} unlabeled, "
-        f"{rounds} EM rounds"
-        + (f" ({bags} bags of randomized trees: few positives)" if bags > 1 else ""),
+        f"{rounds} EM rounds" + (f" ({bags} bags of randomized trees: {kind})" if bags > 1 else ""),
     )
     model = run.loop.fit(
         run.X,

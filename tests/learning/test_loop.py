@@ -167,3 +167,10 @@ def test_auto_keeps_embeddings_only_where_the_check_finds_they_help():
             ActiveLoop(LoopParams(use_embeddings=setting)).check_embeddings(X, states, spec) is None
         )
     assert not ActiveLoop(LoopParams(use_embeddings="off")).wants_embeddings(has_events=True)
+
+
+def test_bags_parameter_is_automatic_by_default_and_reaches_the_learner():
+    assert LoopParams().two_step().n_bags == "auto"
+    assert LoopParams(n_bags=3).two_step().n_bags == 3
+    with pytest.raises(LoopParamsError, match="n_bags"):
+        LoopParams.from_mapping({"n_bags": "21"})

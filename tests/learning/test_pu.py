@@ -336,3 +336,28 @@ def test_n_bags_must_be_auto_or_a_whole_number(pu_data, n_bags):
     X, _, s = pu_data
     with pytest.raises(ValueError, match="n_bags"):
         TwoStepPU(n_estimators=5, n_bags=n_bags, n_jobs=1).fit(X, s)
+
+
+def test_bags_asked_for_from_200_positives_share_one_plain_models_budget():
+    from sklearn.metrics import roc_auc_score
+
+    from learning.pu import SHARE_BUDGET_FROM_POSITIVES, shares_budget
+    from tests.learning.conftest import biased_pu_data
+
+    assert shares_budget(SHARE_BUDGET_FROM_POSITIVES, 5)
+    assert not shares_budget(SHARE_BUDGET_FROM_POSITIVES - 1, 5)
+    assert not shares_budget(10**6, 1)
+    X, y, s = biased_pu_data(1, n=20_000)
+    n_positives = int(s.sum())
+    assert n_positives >= SHARE_BUDGET_FROM_POSITIVES
+    kwargs = dict(n_estimators=40, max_unlabeled=10_000, n_jobs=1, random_state=0)
+    shared = TwoStepPU(n_bags=4, **kwargs).fit(X, s)
+    # 4 bags of 10 trees on a quarter of the U sample each: the plain model's trees and rows.
+    assert shared.n_bags_ == 4 and shared.booster_.num_trees() == 40
+    finals = [h for h in shared.history_ if h["step"] == 2 and h["round"] == 1]
+    assert [h["n_trees"] for h in finals] == [10] * 4
+    assert {h["n_train"] for h in finals} == {n_positives + 2_500}
+    plain = TwoStepPU(n_bags=1, **kwargs).fit(X, s)
+    assert plain.booster_.num_trees() == 40
+    auc = [roc_auc_score(y, m.predict_proba(X)[:, 1]) for m in (shared, plain)]
+    assert auc[0] > auc[1] - 0.02

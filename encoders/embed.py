@@ -54,7 +54,7 @@ def plan_segments(seqs: EntitySequences, entities: np.ndarray, segment_len: int,
 
 def _states_for_segments(model: AutoRiskEncoder, seqs: EntitySequences, segments: list[Segment]):
     """Pooling states (n_rows, 2D) for the rows each segment reads, those rows' next-event
-    surprise (n_rows, n_fields; None without the head), and the rows."""
+    surprise (n_rows, n_surprise; None without the head), and the rows."""
     T = max(s.length for s in segments)
     index = np.full((len(segments), T), -1, dtype=np.int64)
     for i, s in enumerate(segments):
@@ -68,7 +68,7 @@ def _states_for_segments(model: AutoRiskEncoder, seqs: EntitySequences, segments
     offs = np.concatenate([np.arange(s.read_from - s.start, s.length) for s in segments])
     rows = np.concatenate([np.arange(s.read_from, s.start + s.length) for s in segments])
     at = (torch.from_numpy(seg_idx), torch.from_numpy(offs))
-    surprise = model.next_event_nll(h, batch, at) if model.config.next_event else None
+    surprise = model.next_event_surprise(h, batch, at) if model.config.next_event else None
     return states[at], surprise, rows
 
 
@@ -134,7 +134,7 @@ def embed_cases(
             dim = 2 * cfg.d_model
             vec = model.pool(torch.zeros(1, dim), torch.zeros(1), torch.ones(1, dtype=torch.bool))
             if cfg.next_event:  # no event of its own to be surprised by
-                vec = torch.cat([vec, torch.zeros(1, cfg.n_fields)], dim=-1)
+                vec = torch.cat([vec, torch.zeros(1, cfg.n_surprise)], dim=-1)
             out[empty_cases] = vec.numpy()
         done.add("empty")
         _write_done(progress_path, fingerprint, n_cases, done)

@@ -42,6 +42,11 @@ class AutoRiskConfig:
     # log-likelihood of a case's own event (how surprising the event is for this entity) joins
     # the case's vector, one column per field (:attr:`embedding_dim`).
     next_event: bool = True
+    # With the next-event head, one more column per numeric field: where the case's own value
+    # falls in the distribution the head predicts for it (centered PIT, -0.5: below anything
+    # expected, +0.5: above): "five times what this customer usually spends", signed and learned.
+    # Off in checkpoints written before it existed (their embeddings keep their width).
+    pit: bool = False
 
     @property
     def n_fields(self) -> int:
@@ -49,9 +54,16 @@ class AutoRiskConfig:
         return len(self.cat_cardinalities) + self.n_numeric
 
     @property
+    def n_surprise(self) -> int:
+        """Columns after the pooled vector: a surprise per field, then a PIT per numeric one."""
+        if not self.next_event:
+            return 0
+        return self.n_fields + (self.n_numeric if self.pit else 0)
+
+    @property
     def embedding_dim(self) -> int:
-        """Columns of a case's embedding: the pooled vector, then one surprise per field."""
-        return self.out_dim + (self.n_fields if self.next_event else 0)
+        """Columns of a case's embedding: the pooled vector, then the own event's surprise."""
+        return self.out_dim + self.n_surprise
 
     @property
     def receptive_field(self) -> int:
@@ -306,7 +318,7 @@ class AutoRiskEncoder(nn.Module):
             return output
         lengths = batch["mask"].sum(1)
         last = (lengths - 1).clamp(min=0)
-        surprise = self.next_event_nll(h, batch, (torch.arange(len(last)), last))
+        surprise = self.next_event_surprise(h, batch, (torch.arange(len(last)), last))
         return torch.cat([output, self.own_event_surprise(surprise, case_gap, lengths == 0)], -1)
 
     def own_event_surprise(
@@ -318,6 +330,13 @@ class AutoRiskEncoder(nn.Module):
         if case_gap is not None:
             keep = keep & (case_gap <= 0)
         return torch.where(keep.unsqueeze(-1), surprise, torch.zeros_like(surprise))
+
+    def next_event_surprise(
+        self, h: torch.Tensor, batch: dict[str, torch.Tensor], at: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """The own-event columns of the N positions ``at``: (N, :attr:`AutoRiskConfig.n_surprise`),
+        :meth:`next_event_nll` per field, then (with ``pit``) each numeric field's centered PIT."""
+        return torch.cat(self._next_event_scores(h, batch, at, pit=self.config.pit), dim=-1)
 
     def next_event_nll(
         self,
@@ -335,18 +354,36 @@ class AutoRiskEncoder(nn.Module):
         positions): the heads are costly (thousands of terminal buckets), so only the positions
         needed are scored.
         """
+        return self._next_event_scores(h, batch, at, pit=False)[0]
+
+    def _next_event_scores(self, h, batch, at, *, pit: bool) -> list[torch.Tensor]:
+        """[NLL (..., n_fields)] and, with ``pit``, [centered PIT (..., n_numeric)]: 0 where the
+        field is missing."""
         prev = F.pad(h[:, :-1], (0, 0, 1, 0))
         z = self.next_in(prev + self.embed.timing(batch))
         targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)  # (B, T, n_fields)
         if at is not None:
             z, targets = z[at], targets[at]
-        out = []
+        n_cat = len(self.config.cat_cardinalities)
+        nlls, pits = [], []
         for j, head in enumerate(self.next_heads):
             logp = F.log_softmax(head(z), dim=-1)
             y = targets[..., j]
-            nll = -logp.gather(-1, y.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            out.append(torch.where(y > 0, nll, torch.zeros_like(nll)))
-        return torch.stack(out, dim=-1)
+            idx = y.clamp(min=0).unsqueeze(-1)
+            nll = -logp.gather(-1, idx).squeeze(-1)
+            nlls.append(torch.where(y > 0, nll, torch.zeros_like(nll)))
+            if pit and j >= n_cat:
+                # Buckets 1..num_buckets are ordered (0 is "missing"): P(below) + P(same) / 2.
+                p = logp[..., 1:].exp()
+                p = p / p.sum(-1, keepdim=True).clamp(min=1e-12)
+                below = torch.cumsum(p, -1) - p
+                own = (idx - 1).clamp(min=0)
+                mid = below.gather(-1, own).squeeze(-1) + p.gather(-1, own).squeeze(-1) / 2
+                pits.append(torch.where(y > 0, mid - 0.5, torch.zeros_like(mid)))
+        out = [torch.stack(nlls, dim=-1)]
+        if pits:
+            out.append(torch.stack(pits, dim=-1))
+        return out
 
     def next_event_loss(
         self, h: torch.Tensor, batch: dict[str, torch.Tensor], where: torch.Tensor | None = None

@@ -174,6 +174,30 @@ def test_next_event_surprise_looks_only_at_earlier_events(setup):
     with torch.no_grad():
         own = model.case_vectors(batch, case_gap=torch.zeros(1))
         before = model.case_vectors(batch, case_gap=torch.ones(1))
-    assert own.shape == (1, model.config.embedding_dim)
-    torch.testing.assert_close(own[0, model.config.out_dim :], a[0, -1])
-    assert (before[0, model.config.out_dim :] == 0).all()
+    cfg = model.config
+    assert own.shape == (1, cfg.embedding_dim) and cfg.embedding_dim == cfg.out_dim + 3 + 1
+    torch.testing.assert_close(own[0, cfg.out_dim : cfg.out_dim + cfg.n_fields], a[0, -1])
+    assert (before[0, cfg.out_dim :] == 0).all()
+
+
+def test_own_event_pit_places_the_value_in_the_predicted_distribution(setup):
+    model, seqs = setup
+    index = entity_index(seqs, 1, 30)[None, :]
+    batch = make_batch(seqs.features, index)
+    cfg = model.config
+    last = (torch.tensor([0]), torch.tensor([29]))
+    pits = []
+    for bucket in (1, cfg.num_buckets):  # the lowest and the highest amount bucket
+        changed = {key: value.clone() for key, value in batch.items()}
+        changed["num_bucket"][0, 29, 0] = bucket
+        with torch.no_grad():
+            cols = model.next_event_surprise(model.hidden(changed), changed, last)
+        assert cols.shape == (1, cfg.n_surprise) == (1, cfg.n_fields + cfg.n_numeric)
+        pits.append(float(cols[0, -1]))
+    # The lowest bucket sits under almost everything predicted, the highest above it.
+    assert -0.5 <= pits[0] < 0 < pits[1] <= 0.5
+    missing = {key: value.clone() for key, value in batch.items()}
+    missing["num_bucket"][0, 29, 0] = 0
+    with torch.no_grad():
+        cols = model.next_event_surprise(model.hidden(missing), missing, last)
+    assert float(cols[0, -1]) == 0.0  # a missing value: no PIT

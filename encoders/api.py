@@ -95,7 +95,7 @@ def build_model(featurizer: Featurizer, **overrides) -> AutoRiskEncoder:
         num_buckets=featurizer.num_buckets,
         n_text=len(featurizer.text),
         text_buckets=featurizer.text_buckets,
-        **{"pit": True, **overrides},
+        **overrides,
     )
     return AutoRiskEncoder(config)
 
@@ -128,12 +128,14 @@ def pretrain_for_dataset(
     return checkpoint.save(Path(out_path), model, featurizer, history)
 
 
-def random_checkpoint_for_dataset(data_dir: Path, out_path: Path, *, seed: int = 0) -> Path:
+def random_checkpoint_for_dataset(
+    data_dir: Path, out_path: Path, *, seed: int = 0, model_overrides: dict | None = None
+) -> Path:
     """A randomly initialized encoder with the dataset's featurizer (the quality baseline)."""
     torch.manual_seed(seed)
     events, _ = read_sequence_events(data_dir)
     featurizer = Featurizer().fit(events, read_schema(data_dir))
-    model = build_model(featurizer)
+    model = build_model(featurizer, **(model_overrides or {}))
     return checkpoint.save(Path(out_path), model.eval(), featurizer, {"random_init": True})
 
 

@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--probe-train", type=int, default=300_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--reuse", action="store_true", help="reuse checkpoints in --out")
+    parser.add_argument(
+        "--pit",
+        action="store_true",
+        help="add each numeric field's centered PIT to the vectors (AutoRiskConfig.pit)",
+    )
     args = parser.parse_args(argv)
 
     from encoders import checkpoint
@@ -137,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         parts = " ".join(f"{k}={info[k]:.3f}" for k in ("mem", "qt", "next") if info.get(k))
         print(f"  pretrain step {done}/{total} {parts}", flush=True)
 
+    overrides = {"pit": True} if args.pit else None
     t = time.perf_counter()
     if not (args.reuse and pretrained_ckpt.exists()):
         pretrain_for_dataset(
@@ -144,10 +150,13 @@ def main(argv: list[str] | None = None) -> dict:
             pretrained_ckpt,
             progress=log,
             seed=args.seed,
+            model_overrides=overrides,
             pretrain_config=PretrainConfig(minutes=args.minutes, clock=args.clock, seed=args.seed),
         )
     if not (args.reuse and random_ckpt.exists()):
-        random_checkpoint_for_dataset(args.data, random_ckpt, seed=args.seed)
+        random_checkpoint_for_dataset(
+            args.data, random_ckpt, seed=args.seed, model_overrides=overrides
+        )
     history = checkpoint.load_raw(pretrained_ckpt)["history"]
     report["pretraining"] = {
         k: history.get(k)

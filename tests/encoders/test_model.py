@@ -175,13 +175,17 @@ def test_next_event_surprise_looks_only_at_earlier_events(setup):
         own = model.case_vectors(batch, case_gap=torch.zeros(1))
         before = model.case_vectors(batch, case_gap=torch.ones(1))
     cfg = model.config
-    assert own.shape == (1, cfg.embedding_dim) and cfg.embedding_dim == cfg.out_dim + 3 + 1
+    assert own.shape == (1, cfg.embedding_dim) and cfg.embedding_dim == cfg.out_dim + 3
     torch.testing.assert_close(own[0, cfg.out_dim : cfg.out_dim + cfg.n_fields], a[0, -1])
     assert (before[0, cfg.out_dim :] == 0).all()
 
 
-def test_own_event_pit_places_the_value_in_the_predicted_distribution(setup):
-    model, seqs = setup
+def test_own_event_pit_places_the_value_in_the_predicted_distribution(events):
+    featurizer = Featurizer(max_vocab=20, hash_buckets=64).fit(events, SCHEMA)
+    seqs = featurizer.sequences(events)
+    torch.manual_seed(0)
+    model = build_model(featurizer, pit=True, **SMALL).eval()
+    assert model.config.embedding_dim == SMALL["out_dim"] + 3 + 1  # + a PIT per numeric field
     index = entity_index(seqs, 1, 30)[None, :]
     batch = make_batch(seqs.features, index)
     cfg = model.config

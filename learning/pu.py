@@ -56,9 +56,9 @@ from learning.booster_average import average_boosters
 # plain model's budget instead: 1/n of the trees at n times the learning rate (the plain model's
 # whole step, learning rate x trees) on 1/n of its U sample, so the merged booster costs what one
 # plain model costs. Not the default: in fraud_handbook's loop they raised active_pu's PR-AUC
-# (0.368 -> 0.378) but made top-score batches so precise (644 frauds found in 1,000 answers
-# against active_pu's 368) that the active batches' half of uncertain and random cases fell
-# under 90% of top score's finds (docs/benchmarks.md, "Budget-sharing bags").
+# (0.373 -> 0.381) but made top-score batches so precise (644 frauds found in 1,000 answers
+# against active_pu's 431) that the active batches' uncertain and random cases fell under 90%
+# of top score's finds (docs/benchmarks.md, "Budget-sharing bags").
 BAG_BELOW_POSITIVES = 200
 EXTRA_TREES_BELOW_POSITIVES = 50
 AUTO_BAGS = 5

@@ -95,7 +95,7 @@ def build_model(featurizer: Featurizer, **overrides) -> AutoRiskEncoder:
         num_buckets=featurizer.num_buckets,
         n_text=len(featurizer.text),
         text_buckets=featurizer.text_buckets,
-        **overrides,
+        **{"num_regression": True, **overrides},
     )
     return AutoRiskEncoder(config)
 

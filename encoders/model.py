@@ -49,6 +49,12 @@ class AutoRiskConfig:
     # (Spearman 0.97) but not in the fraud-rich tail, and added nothing offline or in the loop
     # over 3 pretraining seeds (docs/benchmarks.md, "The own value's place ... (PIT)").
     pit: bool = False
+    # With the next-event head, a Gaussian head per numeric field on the next event's
+    # standardized value (a mean and a spread from the entity's history); the own value's
+    # z-score under it joins the vector, one column per numeric field: "this amount against what
+    # this customer's history predicts", learned. On for encoders built from now on
+    # (encoders.api.build_model); off in older checkpoints, which have no such head.
+    num_regression: bool = False
 
     @property
     def n_fields(self) -> int:
@@ -60,7 +66,11 @@ class AutoRiskConfig:
         """Columns after the pooled vector: a surprise per field, then a PIT per numeric one."""
         if not self.next_event:
             return 0
-        return self.n_fields + (self.n_numeric if self.pit else 0)
+        return (
+            self.n_fields
+            + (self.n_numeric if self.pit else 0)
+            + (self.n_numeric if self.num_regression else 0)
+        )
 
     @property
     def embedding_dim(self) -> int:
@@ -242,6 +252,8 @@ class AutoRiskEncoder(nn.Module):
                 [nn.Linear(d, n) for n in config.cat_cardinalities]
                 + [nn.Linear(d, config.num_buckets + 1) for _ in range(config.n_numeric)]
             )
+            if config.num_regression and config.n_numeric:
+                self.next_num = nn.Linear(d, 2 * config.n_numeric)
 
     def hidden(self, batch: dict[str, torch.Tensor], event_mask: torch.Tensor | None = None):
         """Per-position hidden states (B, T, D); position t sees events <= t only."""
@@ -338,7 +350,7 @@ class AutoRiskEncoder(nn.Module):
     ) -> torch.Tensor:
         """The own-event columns of the N positions ``at``: (N, :attr:`AutoRiskConfig.n_surprise`),
         :meth:`next_event_nll` per field, then (with ``pit``) each numeric field's centered PIT."""
-        return torch.cat(self._next_event_scores(h, batch, at, pit=self.config.pit), dim=-1)
+        return torch.cat(self._next_event_scores(h, batch, at, own_columns=True), dim=-1)
 
     def next_event_nll(
         self,
@@ -356,13 +368,18 @@ class AutoRiskEncoder(nn.Module):
         positions): the heads are costly (thousands of terminal buckets), so only the positions
         needed are scored.
         """
-        return self._next_event_scores(h, batch, at, pit=False)[0]
+        return self._next_event_scores(h, batch, at, own_columns=False)[0]
 
-    def _next_event_scores(self, h, batch, at, *, pit: bool) -> list[torch.Tensor]:
-        """[NLL (..., n_fields)] and, with ``pit``, [centered PIT (..., n_numeric)]: 0 where the
-        field is missing."""
+    def _next_in(self, h, batch, at) -> torch.Tensor:
         prev = F.pad(h[:, :-1], (0, 0, 1, 0))
         z = self.next_in(prev + self.embed.timing(batch))
+        return z if at is None else z[at]
+
+    def _next_event_scores(self, h, batch, at, *, own_columns: bool) -> list[torch.Tensor]:
+        """[NLL (..., n_fields)] and, with ``own_columns``, the config's extra columns: the
+        centered PIT (``pit``) and the z-score (``num_regression``) per numeric field; 0 where
+        the field is missing."""
+        z = self._next_in(h, batch, None)
         targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)  # (B, T, n_fields)
         if at is not None:
             z, targets = z[at], targets[at]
@@ -374,7 +391,7 @@ class AutoRiskEncoder(nn.Module):
             idx = y.clamp(min=0).unsqueeze(-1)
             nll = -logp.gather(-1, idx).squeeze(-1)
             nlls.append(torch.where(y > 0, nll, torch.zeros_like(nll)))
-            if pit and j >= n_cat:
+            if own_columns and self.config.pit and j >= n_cat:
                 # Buckets 1..num_buckets are ordered (0 is "missing"): P(below) + P(same) / 2.
                 p = logp[..., 1:].exp()
                 p = p / p.sum(-1, keepdim=True).clamp(min=1e-12)
@@ -385,7 +402,22 @@ class AutoRiskEncoder(nn.Module):
         out = [torch.stack(nlls, dim=-1)]
         if pits:
             out.append(torch.stack(pits, dim=-1))
+        if own_columns and self.config.num_regression and self.config.n_numeric:
+            zscore, _ = self._next_num_gaussian(z, batch, at)
+            out.append(zscore)
         return out
+
+    def _next_num_gaussian(self, z, batch, at) -> tuple[torch.Tensor, torch.Tensor]:
+        """The own value's z-score under the Gaussian head (0 where missing), and its NLL."""
+        mu, log_sigma = self.next_num(z).chunk(2, dim=-1)
+        log_sigma = log_sigma.clamp(-5.0, 5.0)
+        x, present = batch["num"], batch["num_bucket"] > 0
+        if at is not None:
+            x, present = x[at], present[at]
+        zscore = (x - mu) / log_sigma.exp()
+        nll = 0.5 * zscore**2 + log_sigma
+        zero = torch.zeros_like(zscore)
+        return torch.where(present, zscore, zero), torch.where(present, nll, zero)
 
     def next_event_loss(
         self, h: torch.Tensor, batch: dict[str, torch.Tensor], where: torch.Tensor | None = None
@@ -404,7 +436,13 @@ class AutoRiskEncoder(nn.Module):
         present = targets > 0
         if not present.any():
             return h.sum() * 0.0
-        return nll[present].mean()
+        loss = nll[present].mean()
+        if self.config.num_regression and self.config.n_numeric:
+            _, gaussian = self._next_num_gaussian(self._next_in(h, batch, at), batch, at)
+            numeric = batch["num_bucket"][at] > 0
+            if numeric.any():
+                loss = loss + gaussian[numeric].mean()
+        return loss
 
     def masked_event_loss(self, h: torch.Tensor, targets: dict[str, torch.Tensor], where):
         """Mean cross-entropy of the hidden fields at ``where`` (B, T) positions."""

@@ -122,6 +122,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="add each numeric field's centered PIT to the vectors (AutoRiskConfig.pit)",
     )
+    parser.add_argument(
+        "--no-num-regression",
+        action="store_true",
+        help="without the Gaussian next-value head per numeric field whose z-score of the own "
+        "value joins the vectors (AutoRiskConfig.num_regression, on for new encoders)",
+    )
     args = parser.parse_args(argv)
 
     from encoders import checkpoint
@@ -142,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         parts = " ".join(f"{k}={info[k]:.3f}" for k in ("mem", "qt", "next") if info.get(k))
         print(f"  pretrain step {done}/{total} {parts}", flush=True)
 
-    overrides = {"pit": True} if args.pit else None
+    overrides = {"pit": args.pit, "num_regression": not args.no_num_regression}
     t = time.perf_counter()
     if not (args.reuse and pretrained_ckpt.exists()):
         pretrain_for_dataset(

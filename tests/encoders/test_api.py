@@ -51,8 +51,11 @@ def test_fast_path_equals_each_case_encoded_alone(dataset, trained):
 
 def test_embed_dataset_rows_follow_cases_and_ignore_the_future(dataset, trained, events, tmp_path):
     emb = embed_dataset(trained, dataset, tmp_path / "emb.npy")
-    width = checkpoint.load(trained)[0].config.embedding_dim
-    assert width == SMALL["out_dim"] + 3  # pooled vector + the own event's surprise per field
+    config = checkpoint.load(trained)[0].config
+    width = config.embedding_dim
+    # pooled vector + the own event's surprise per field + its z-score per numeric field
+    assert config.num_regression and config.n_numeric == 1
+    assert width == SMALL["out_dim"] + 3 + 1
     assert emb.shape == (302, width) and emb.dtype == np.float32
     assert isinstance(emb, np.memmap)
     # rewrite every event after each case's ts: the case's vector must not move

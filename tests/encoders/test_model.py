@@ -175,7 +175,7 @@ def test_next_event_surprise_looks_only_at_earlier_events(setup):
         own = model.case_vectors(batch, case_gap=torch.zeros(1))
         before = model.case_vectors(batch, case_gap=torch.ones(1))
     cfg = model.config
-    assert own.shape == (1, cfg.embedding_dim) and cfg.embedding_dim == cfg.out_dim + 3
+    assert own.shape == (1, cfg.embedding_dim) and cfg.embedding_dim == cfg.out_dim + 3 + 1
     torch.testing.assert_close(own[0, cfg.out_dim : cfg.out_dim + cfg.n_fields], a[0, -1])
     assert (before[0, cfg.out_dim :] == 0).all()
 
@@ -184,7 +184,7 @@ def test_own_event_pit_places_the_value_in_the_predicted_distribution(events):
     featurizer = Featurizer(max_vocab=20, hash_buckets=64).fit(events, SCHEMA)
     seqs = featurizer.sequences(events)
     torch.manual_seed(0)
-    model = build_model(featurizer, pit=True, **SMALL).eval()
+    model = build_model(featurizer, pit=True, num_regression=False, **SMALL).eval()
     assert model.config.embedding_dim == SMALL["out_dim"] + 3 + 1  # + a PIT per numeric field
     index = entity_index(seqs, 1, 30)[None, :]
     batch = make_batch(seqs.features, index)
@@ -205,3 +205,28 @@ def test_own_event_pit_places_the_value_in_the_predicted_distribution(events):
     with torch.no_grad():
         cols = model.next_event_surprise(model.hidden(missing), missing, last)
     assert float(cols[0, -1]) == 0.0  # a missing value: no PIT
+
+
+def test_own_value_z_score_under_the_gaussian_next_value_head(events):
+    featurizer = Featurizer(max_vocab=20, hash_buckets=64).fit(events, SCHEMA)
+    seqs = featurizer.sequences(events)
+    torch.manual_seed(0)
+    model = build_model(featurizer, **SMALL).eval()  # the head is on by default
+    cfg = model.config
+    assert cfg.n_surprise == cfg.n_fields + cfg.n_numeric and not cfg.pit
+    batch = make_batch(seqs.features, entity_index(seqs, 1, 30)[None, :])
+    last = (torch.tensor([0]), torch.tensor([29]))
+    z = []
+    for value in (-50.0, 50.0):  # far below and far above anything the head expects
+        changed = {key: v.clone() for key, v in batch.items()}
+        changed["num"][0, 29, 0] = value
+        with torch.no_grad():
+            z.append(float(model.next_event_surprise(model.hidden(changed), changed, last)[0, -1]))
+    assert z[0] < 0 < z[1]
+    # The Gaussian head is trained: its NLL is part of the next-event loss.
+    with torch.no_grad():
+        h = model.hidden(batch)
+        with_head = model.next_event_loss(h, batch)
+        model.config.num_regression = False
+        without = model.next_event_loss(h, batch)
+    assert with_head != without

@@ -63,7 +63,8 @@ class AutoRiskConfig:
 
     @property
     def n_surprise(self) -> int:
-        """Columns after the pooled vector: a surprise per field, then a PIT per numeric one."""
+        """Columns after the pooled vector: a surprise per field, then per numeric field a PIT
+        (``pit``) and a z-score (``num_regression``)."""
         if not self.next_event:
             return 0
         return (
@@ -349,8 +350,10 @@ class AutoRiskEncoder(nn.Module):
         self, h: torch.Tensor, batch: dict[str, torch.Tensor], at: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
         """The own-event columns of the N positions ``at``: (N, :attr:`AutoRiskConfig.n_surprise`),
-        :meth:`next_event_nll` per field, then (with ``pit``) each numeric field's centered PIT."""
-        return torch.cat(self._next_event_scores(h, batch, at, own_columns=True), dim=-1)
+        :meth:`next_event_nll` per field, then per numeric field the centered PIT (with ``pit``)
+        and the z-score under the Gaussian head (with ``num_regression``)."""
+        z = self._next_in(h, batch, at)
+        return torch.cat(self._next_event_scores(z, batch, at, own_columns=True), dim=-1)
 
     def next_event_nll(
         self,
@@ -368,21 +371,22 @@ class AutoRiskEncoder(nn.Module):
         positions): the heads are costly (thousands of terminal buckets), so only the positions
         needed are scored.
         """
-        return self._next_event_scores(h, batch, at, own_columns=False)[0]
+        return self._next_event_scores(self._next_in(h, batch, at), batch, at, own_columns=False)[0]
 
     def _next_in(self, h, batch, at) -> torch.Tensor:
+        """The next-event heads' input for the positions ``at`` (all when None): each position
+        reads the previous one's hidden state and its own timing."""
         prev = F.pad(h[:, :-1], (0, 0, 1, 0))
         z = self.next_in(prev + self.embed.timing(batch))
         return z if at is None else z[at]
 
-    def _next_event_scores(self, h, batch, at, *, own_columns: bool) -> list[torch.Tensor]:
-        """[NLL (..., n_fields)] and, with ``own_columns``, the config's extra columns: the
-        centered PIT (``pit``) and the z-score (``num_regression``) per numeric field; 0 where
-        the field is missing."""
-        z = self._next_in(h, batch, None)
+    def _next_event_scores(self, z, batch, at, *, own_columns: bool) -> list[torch.Tensor]:
+        """[NLL (..., n_fields)] from the heads' input ``z`` at ``at`` and, with
+        ``own_columns``, the config's extra columns: the centered PIT (``pit``) and the z-score
+        (``num_regression``) per numeric field; 0 where the field is missing."""
         targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)  # (B, T, n_fields)
         if at is not None:
-            z, targets = z[at], targets[at]
+            targets = targets[at]
         n_cat = len(self.config.cat_cardinalities)
         nlls, pits = [], []
         for j, head in enumerate(self.next_heads):
@@ -431,15 +435,16 @@ class AutoRiskEncoder(nn.Module):
         at = torch.nonzero(mask, as_tuple=True)
         if len(at[0]) == 0:
             return h.sum() * 0.0
-        nll = self.next_event_nll(h, batch, at)
+        z = self._next_in(h, batch, at)
+        nll = self._next_event_scores(z, batch, at, own_columns=False)[0]
         targets = torch.cat([batch["cat"], batch["num_bucket"]], dim=-1)[at]
         present = targets > 0
         if not present.any():
             return h.sum() * 0.0
         loss = nll[present].mean()
         if self.config.num_regression and self.config.n_numeric:
-            _, gaussian = self._next_num_gaussian(self._next_in(h, batch, at), batch, at)
-            numeric = batch["num_bucket"][at] > 0
+            _, gaussian = self._next_num_gaussian(z, batch, at)
+            numeric = present[:, len(self.config.cat_cardinalities) :]
             if numeric.any():
                 loss = loss + gaussian[numeric].mean()
         return loss

@@ -325,7 +325,7 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         if self.em_rounds_step1 + self.em_rounds_step2 < 1:
             raise ValueError("need at least one EM round")
         n_positives = int((s == 1).sum())
-        n_bags = self._n_bags(n_positives)
+        n_bags = self.n_bags_for(n_positives)
         self.n_bags_ = n_bags
         self._randomized = bag_tree_params(n_positives) if n_bags > 1 else None
         self._share = n_bags if shares_budget(n_positives, n_bags) else 1
@@ -355,7 +355,9 @@ class TwoStepPU(ClassifierMixin, BaseEstimator):
         n_rows = int((s == 1).sum()) + n_unlabeled + int(negative.sum())
         return auto_learning_rate(n_rows) * self._share
 
-    def _n_bags(self, n_positives: int) -> int:
+    def n_bags_for(self, n_positives: int) -> int:
+        """Bags a fit with ``n_positives`` labeled positives runs (``n_bags``, or ``"auto"``'s
+        choice); raises ``ValueError`` for an invalid ``n_bags``."""
         if self.n_bags == "auto":
             return auto_n_bags(n_positives)
         if (

@@ -596,11 +596,11 @@ def _knn_feature(run: Run) -> None:
 
 def stage_train(run: Run) -> None:
     from learning.pool import positive_mask
-    from learning.pu import auto_n_bags, shares_budget
+    from learning.pu import shares_budget
 
     rep, p = run.reporter, run.loop.params
     n_positive = int(positive_mask(run.states).sum())
-    bags = p.n_bags or auto_n_bags(n_positive)
+    bags = p.two_step().n_bags_for(n_positive)
     rounds = 2 * p.em_rounds * bags
     kind = "sharing one model's trees" if shares_budget(n_positive, bags) else "few positives"
     rep.stage(

@@ -40,3 +40,10 @@ def load(path: Path) -> tuple[AutoRiskEncoder, Featurizer]:
     model.load_state_dict(raw["state_dict"])
     model.eval()
     return model, Featurizer.from_state(raw["featurizer"])
+
+
+def own_event_columns(config: dict) -> int:
+    """How many of the last columns of a case's vector are about the case's own event (its
+    per-field surprise, PIT and z-score columns) for a checkpoint's ``config``; 0 without the
+    next-event head."""
+    return AutoRiskConfig(**config).n_surprise

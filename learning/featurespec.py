@@ -47,7 +47,7 @@ from learning.features import (
 )
 from learning.knn_feature import KNN_FEATURE
 
-SPEC_VERSION = 2  # the newest version this code reads
+SPEC_VERSION = 3  # the newest version this code reads
 DEFAULT_WINDOWS_DAYS = (1.0, 7.0, 28.0)
 # A model folder's entity-deviation columns of every training case (n_cases, n_deviation), for
 # scoring a dataset in chunks or one case at a time.
@@ -73,7 +73,11 @@ class FeatureSpec:
         join the features; empty when cases have no ``ts``.
     label_derived_windows_days : list of float
     embedding_dim : int
-        0 when the model uses no embeddings.
+        Width of the encoder's vector (what :func:`build_matrix` is given); 0 when the model
+        uses no embeddings.
+    embedding_columns : list of int or None
+        The positions in the encoder's vector that the model uses (its ``emb_<position>``
+        columns), e.g. only the case's own-event columns; None: all ``embedding_dim``.
     sequence_length : int or None
         The encoder's maximum sequence length (for the standalone scorer), when embeddings are used.
     ts_column : str
@@ -93,6 +97,7 @@ class FeatureSpec:
     sequence_length: int | None = None
     ts_column: str = "ts"
     knn_neighbors: int = 0
+    embedding_columns: list[int] | None = None
 
     # -- derived -----------------------------------------------------------------------------
     @property
@@ -112,8 +117,21 @@ class FeatureSpec:
         return [KNN_FEATURE] if self.knn_neighbors else []
 
     @property
+    def used_embedding_columns(self) -> list[int]:
+        """Positions in the encoder's vector that become model columns (empty without
+        embeddings)."""
+        if not self.embedding_dim:
+            return []
+        if self.embedding_columns is None:
+            return list(range(self.embedding_dim))
+        return list(self.embedding_columns)
+
+    @property
     def version(self) -> int:
-        """Format version: 2 when the spec uses entity-deviation or kNN features, else 1."""
+        """Format version: 3 when the model uses a subset of the encoder's columns, 2 when the
+        spec uses entity-deviation or kNN features, else 1."""
+        if self.embedding_columns is not None:
+            return 3
         return 2 if (self.knn_neighbors or self.deviation_columns) else 1
 
     @property
@@ -124,7 +142,7 @@ class FeatureSpec:
             *self.categorical_columns,
             *self.deviation_names,
             *self.label_derived_names,
-            *(f"emb_{i}" for i in range(self.embedding_dim)),
+            *(f"emb_{i}" for i in self.used_embedding_columns),
             *self.knn_names,
         ]
 
@@ -179,6 +197,7 @@ class FeatureSpec:
         windows_days: tuple[float, ...] | list[float] = DEFAULT_WINDOWS_DAYS,
         embedding_dim: int = 0,
         sequence_length: int | None = None,
+        embedding_columns: list[int] | None = None,
     ) -> FeatureSpec:
         """The spec of a dataset read by :func:`learning.features.load_dataset`.
 
@@ -202,11 +221,14 @@ class FeatureSpec:
             label_derived_windows_days=[float(w) for w in windows_days],
             embedding_dim=int(embedding_dim),
             sequence_length=sequence_length,
+            embedding_columns=_checked_columns(embedding_columns, int(embedding_dim)),
         )
 
     # -- persistence -------------------------------------------------------------------------
     def to_json(self) -> str:
         data = {**asdict(self), "version": self.version}
+        if self.embedding_columns is None:  # readable by scorers that predate version 3
+            del data["embedding_columns"]
         if self.version == 1:  # readable by scorers that predate the version 2 features
             for key in ("knn_neighbors", "deviation_columns", "entity_column"):
                 del data[key]
@@ -263,10 +285,24 @@ def encode_categorical(values: pd.Series, categories: list[Any]) -> np.ndarray:
     return codes
 
 
+def _checked_columns(columns: list[int] | None, width: int) -> list[int] | None:
+    """``columns`` as a list of distinct positions inside the encoder's vector of ``width``."""
+    if columns is None or not width:
+        return None
+    columns = [int(c) for c in columns]
+    inside = bool(columns) and 0 <= min(columns) and max(columns) < width
+    if not inside or len(set(columns)) != len(columns):
+        raise ValueError(f"embedding columns must be distinct positions in 0..{width - 1}")
+    return columns
+
+
 def embedding_indices(spec: FeatureSpec) -> list[int]:
     """Positions of the embedding columns ``emb_*`` in the matrix (empty without embeddings)."""
-    start = spec.feature_names.index("emb_0") if spec.embedding_dim else 0
-    return list(range(start, start + spec.embedding_dim))
+    used = spec.used_embedding_columns
+    if not used:
+        return []
+    start = spec.feature_names.index(f"emb_{used[0]}")
+    return list(range(start, start + len(used)))
 
 
 def build_matrix(
@@ -332,8 +368,11 @@ def build_matrix(
             raise ValueError(
                 f"embeddings have shape {embeddings.shape}, expected {(n, spec.embedding_dim)}"
             )
-        X[:, col : col + spec.embedding_dim] = embeddings
-        col += spec.embedding_dim
+        used = spec.used_embedding_columns
+        X[:, col : col + len(used)] = (
+            embeddings if spec.embedding_columns is None else embeddings[:, used]
+        )
+        col += len(used)
     if spec.knn_neighbors:
         X[:, col] = pd.to_numeric(cases[KNN_FEATURE], errors="coerce").to_numpy(dtype=np.float32)
         col += 1

@@ -60,6 +60,9 @@ STRATEGIES = ("active", "diverse_only", "uncertainty_only", "random", "top_score
 
 # The embeddings setting: auto decides per iteration (learning.embedding_check).
 EMBEDDINGS_SETTINGS = ("auto", "on", "off")
+# Which of the encoder's columns the model takes (docs/benchmarks.md, "The case's own-event
+# columns only"): own_event, the columns about the case's own event; all, the pooled vector too.
+EMBEDDING_COLUMNS = ("own_event", "all")
 
 
 def _param(
@@ -229,6 +232,16 @@ class LoopParams:
         "help (the decision and its figures are in the iteration's log and the model version); "
         "on: always; off: never.",
         choices=EMBEDDINGS_SETTINGS,
+    )
+    embedding_columns: str = _param(
+        "own_event",
+        "Embedding columns in the model",
+        "own_event: only the encoder's columns about the case's own event (how surprising its "
+        "amount, terminal and other fields are for this customer's history, and each amount's "
+        "z-score against what that history predicts); all: also the pooled vector of the "
+        "history (64 columns), which made the loop's model noisier and 6-8x slower to train. "
+        "Similar cases and the map use the whole vector either way.",
+        choices=EMBEDDING_COLUMNS,
     )
     knn_feature: bool = _param(
         False,
@@ -412,14 +425,26 @@ class ActiveLoop:
         *,
         embedding_dim: int = 0,
         sequence_length: int | None = None,
+        own_event_columns: int | None = None,
     ) -> FeatureSpec:
-        """The feature spec of the pool ``dataset`` (categories as the pool has them)."""
+        """The feature spec of the pool ``dataset`` (categories as the pool has them).
+
+        ``own_event_columns``: how many of the encoder vector's last columns are about the
+        case's own event (:attr:`encoders.model.AutoRiskConfig.n_surprise`); with the
+        ``own_event`` setting only those become model columns. None or 0 (an encoder without
+        them, or an embeddings file of unknown make): every column.
+        """
+        columns = None
+        if self.params.embedding_columns == "own_event" and own_event_columns and embedding_dim:
+            first = embedding_dim - min(own_event_columns, embedding_dim)
+            columns = list(range(first, embedding_dim))
         return FeatureSpec.from_dataset(
             dataset,
             label_derived=self.params.label_derived,
             entity_deviation=self.params.entity_deviation,
             embedding_dim=embedding_dim,
             sequence_length=sequence_length,
+            embedding_columns=columns,
         )
 
     @staticmethod
@@ -475,7 +500,7 @@ class ActiveLoop:
         """``spec`` and ``X`` with the embedding columns left out (the check said no)."""
         if not spec.embedding_dim:
             return spec, X
-        kept = replace(spec, embedding_dim=0, sequence_length=None)
+        kept = replace(spec, embedding_dim=0, embedding_columns=None, sequence_length=None)
         return kept, np.delete(X, embedding_indices(spec), axis=1)
 
     # -- model -----------------------------------------------------------------------------------

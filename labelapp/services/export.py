@@ -229,7 +229,8 @@ def model_card(model_version: ModelVersion, spec: FeatureSpec) -> str:
                 ),
                 (
                     "embeddings",
-                    f"{spec.embedding_dim} dimensions from the behavior-sequence encoder "
+                    f"{len(spec.used_embedding_columns)} of the {spec.embedding_dim} columns "
+                    "of the behavior-sequence encoder's vector "
                     f"(encoder.pt, sequences up to {spec.sequence_length} events)"
                     if spec.embedding_dim
                     else "none",

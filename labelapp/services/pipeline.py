@@ -379,13 +379,19 @@ def snapshot_feature_spec(
     *,
     embedding_dim: int = 0,
     sequence_length: int | None = None,
+    own_event_columns: int | None = None,
 ) -> FeatureSpec:
     """The loop's feature spec of the snapshot whose raw ``cases`` are in memory (built from
     them: reading and encoding the snapshot again would double them)."""
     path = snapshot / "schema.json"
     schema = json.loads(path.read_text()) if path.exists() else None
     header = dataset_header(snapshot.name, cases, schema, events_path=_events_file(snapshot))
-    return loop.feature_spec(header, embedding_dim=embedding_dim, sequence_length=sequence_length)
+    return loop.feature_spec(
+        header,
+        embedding_dim=embedding_dim,
+        sequence_length=sequence_length,
+        own_event_columns=own_event_columns,
+    )
 
 
 def _events_file(snapshot: Path) -> Path | None:
@@ -448,7 +454,11 @@ def stage_embed(run: Run) -> None:
     )
     run.encoder_path = encoder
     config = checkpoint.load_raw(encoder)["config"]
-    run.metrics["encoder"] = {"file": encoder.name, "max_len": config.get("max_len")}
+    run.metrics["encoder"] = {
+        "file": encoder.name,
+        "max_len": config.get("max_len"),
+        "own_event_columns": checkpoint.own_event_columns(config),
+    }
     rep.log(f"embeddings {run.embeddings.shape} from {encoder.name}")
 
 
@@ -475,9 +485,14 @@ def stage_features(run: Run) -> None:
     rep = run.reporter
     rep.stage("features")
     emb_dim = 0 if run.embeddings is None else int(run.embeddings.shape[1])
-    max_len = (run.metrics.get("encoder") or {}).get("max_len")
+    encoder = run.metrics.get("encoder") or {}
     run.spec = snapshot_feature_spec(
-        run.loop, run.snapshot, run.cases, embedding_dim=emb_dim, sequence_length=max_len
+        run.loop,
+        run.snapshot,
+        run.cases,
+        embedding_dim=emb_dim,
+        sequence_length=encoder.get("max_len"),
+        own_event_columns=encoder.get("own_event_columns"),
     )
     if run.loop.params.knn_feature:
         _knn_feature(run)

@@ -185,8 +185,12 @@ class Harness:
         log,
         *,
         split: Split | None = None,
+        own_event_columns: int | None = None,
     ):
         self.ds, self.settings, self.log = ds, settings, log
+        # How many of the embeddings' last columns are the case's own-event columns (the
+        # ``own_event`` setting keeps only those); None: unknown, every column is used.
+        self.own_event_columns = own_event_columns
         self.y = ds.labels.astype(int)
         self.split = split if split is not None else split_cases(ds, seed=settings.seed)
         self.seeds = seed_positives(
@@ -228,7 +232,9 @@ class Harness:
         """Feature matrix for all cases, shape (n_cases, n_features), and its spec."""
         emb = self.embeddings if embeddings else None
         spec = loop.feature_spec(
-            self.pool_dataset, embedding_dim=0 if emb is None else int(emb.shape[1])
+            self.pool_dataset,
+            embedding_dim=0 if emb is None else int(emb.shape[1]),
+            own_event_columns=self.own_event_columns,
         )
         known = self.test_seed_mask.copy()
         known[self.split.pool] = pool_positive
@@ -428,6 +434,7 @@ def run_benchmark(
     out_dir: str | Path,
     *,
     embeddings: np.ndarray | None = None,
+    own_event_columns: int | None = None,
     log: Callable[[str], None] = print,
     **settings,
 ) -> dict:
@@ -443,6 +450,10 @@ def run_benchmark(
         One row per case in cases order; ``active_pu`` then uses them (as its
         ``use_embeddings`` setting says) and ``active_pu_no_embeddings`` runs without (added to
         the default methods; named ``methods`` run as given).
+    own_event_columns : int, optional
+        How many of the embeddings' last columns are about the case's own event
+        (:func:`own_event_columns_beside`); the loop's ``embedding_columns`` setting
+        ``own_event`` keeps only those. None: every column.
     log : callable
         Progress lines go here.
     **settings
@@ -475,7 +486,7 @@ def run_benchmark(
     ds = load_dataset(data_dir)
     if ds.labels is None:
         raise ValueError(f"{data_dir} has no label column: the simulated expert needs the truth")
-    h = Harness(ds, st, embeddings, log)
+    h = Harness(ds, st, embeddings, log, own_event_columns=own_event_columns)
     for twin in ("active_pu_no_entity_features", "naive_pu_hand_features"):
         if not h.entity_columns and twin in methods:
             methods.remove(twin)  # identical to its entity-feature twin here
@@ -763,8 +774,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=".npy file with one float32 row per case (cases order)",
     )
+    p.add_argument(
+        "--own-event-columns",
+        type=int,
+        default=None,
+        help="how many of the embeddings file's last columns are about the case's own event "
+        "(default: from encoder.pt beside the file, as the encoder quality run writes it; "
+        "without one, every column is used)",
+    )
     add_loop_arguments(p, defaults={"random_state": "--seed"})
     return p
+
+
+def own_event_columns_beside(embeddings_file: Path) -> int | None:
+    """The own-event column count of the encoder saved beside an embeddings file
+    (``encoder.pt``, as ``python -m encoders.bench.quality`` writes it), or None."""
+    checkpoint = Path(embeddings_file).parent / "encoder.pt"
+    if not checkpoint.is_file():
+        return None
+    from encoders.checkpoint import load_raw, own_event_columns  # torch: only for this file
+
+    return own_event_columns(load_raw(checkpoint)["config"])
 
 
 def settings_from_args(args: argparse.Namespace) -> dict:
@@ -797,8 +827,19 @@ def main(argv: list[str] | None = None) -> dict:
         margs = merge.parse_args(raw[1:])
         return merge_reports(margs.parts, margs.out)
     args = build_parser().parse_args(argv)
-    embeddings = np.load(args.embeddings_file) if args.embeddings_file else None
-    return run_benchmark(args.data, args.out, embeddings=embeddings, **settings_from_args(args))
+    embeddings = own = None
+    if args.embeddings_file:
+        embeddings = np.load(args.embeddings_file)
+        own = args.own_event_columns
+        if own is None:
+            own = own_event_columns_beside(args.embeddings_file)
+    return run_benchmark(
+        args.data,
+        args.out,
+        embeddings=embeddings,
+        own_event_columns=own,
+        **settings_from_args(args),
+    )
 
 
 if __name__ == "__main__":

@@ -281,7 +281,15 @@ def test_embeddings_pretrain_once_then_reused(transactional_db, tmp_path, settin
     spec = FeatureSpec.load(Path(version.artifact_dir) / "feature_spec.json")
     assert spec.embedding_dim > 0 and spec.sequence_length
     assert (Path(version.artifact_dir) / "encoder.pt").exists()
-    assert sum(name.startswith("emb_") for name in version.feature_names) == spec.embedding_dim
+    # The default embedding_columns "own_event": the model takes the encoder's own-event
+    # columns (the vector's last ones), the artifacts keep the whole vector.
+    from encoders.checkpoint import load_raw, own_event_columns
+
+    n_own = own_event_columns(load_raw(Path(version.artifact_dir) / "encoder.pt")["config"])
+    assert 0 < n_own < spec.embedding_dim
+    first_own = spec.embedding_dim - n_own
+    assert spec.used_embedding_columns == list(range(first_own, spec.embedding_dim))
+    assert sum(name.startswith("emb_") for name in version.feature_names) == n_own
 
     second = _queued(dataset, **params)
     assert iteration_execute(iteration_id=second.pk)["status"] == "done"

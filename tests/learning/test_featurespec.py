@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from learning.features import dataset_header, load_dataset
-from learning.featurespec import FeatureSpec, build_matrix
+from learning.featurespec import FeatureSpec, build_matrix, embedding_indices
 
 
 def _cases(n: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -77,6 +77,27 @@ def test_json_round_trip_keeps_the_spec(tmp_path):
     again = FeatureSpec.from_json(spec.to_json())
     assert again == spec
     assert again.feature_names == spec.feature_names
+
+
+def test_a_subset_of_the_encoder_columns_round_trips_and_old_specs_still_read(tmp_path):
+    spec = FeatureSpec(numeric_columns=["a"], embedding_dim=5, embedding_columns=[3, 4])
+    assert spec.feature_names == ["a", "emb_3", "emb_4"] and spec.version == 3
+    assert embedding_indices(spec) == [1, 2]
+    again = FeatureSpec.from_json(spec.to_json())
+    assert again == spec and again.used_embedding_columns == [3, 4]
+    # Without a subset the file has no such key: scorers that predate it read it.
+    whole = FeatureSpec(numeric_columns=["a"], embedding_dim=2)
+    assert "embedding_columns" not in json.loads(whole.to_json())
+    assert whole.used_embedding_columns == [0, 1] and whole.version == 1
+    cases = pd.DataFrame({"a": [1.0, 2.0]})
+    emb = np.arange(10, dtype=np.float32).reshape(2, 5)
+    np.testing.assert_array_equal(build_matrix(spec, cases, embeddings=emb)[:, 1:], emb[:, 3:])
+    with pytest.raises(ValueError, match="embeddings have shape"):
+        build_matrix(spec, cases, embeddings=emb[:, 3:])  # the whole vector is given
+    header = load_dataset(_write(tmp_path / "d", _cases()))
+    for bad in ([5], [1, 1], []):
+        with pytest.raises(ValueError, match="embedding columns"):
+            FeatureSpec.from_dataset(header, embedding_dim=5, embedding_columns=bad)
 
 
 def test_matrix_codes_match_load_dataset_and_csv_equals_parquet(tmp_path):

@@ -139,6 +139,27 @@ def test_embeddings_setting_is_auto_by_default_and_reads_old_booleans():
         LoopParams.from_mapping({"use_embeddings": "maybe"})
 
 
+def test_own_event_setting_keeps_only_the_encoder_vectors_own_event_columns():
+    import pandas as pd
+
+    from learning.features import dataset_from_frame
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "seed_positive": [1, 0, 0]})
+    ds = dataset_from_frame("d", frame, {"numeric": ["a"]})
+    own = ActiveLoop(LoopParams()).feature_spec(ds, embedding_dim=67, own_event_columns=3)
+    assert own.used_embedding_columns == [64, 65, 66]
+    assert own.feature_names[-3:] == ["emb_64", "emb_65", "emb_66"]
+    every = ActiveLoop(LoopParams(embedding_columns="all"))
+    assert every.feature_spec(ds, embedding_dim=67, own_event_columns=3).used_embedding_columns == (
+        list(range(67))
+    )
+    # An embeddings file of unknown make (no count): every column.
+    unknown = ActiveLoop(LoopParams()).feature_spec(ds, embedding_dim=8)
+    assert unknown.used_embedding_columns == list(range(8))
+    with pytest.raises(LoopParamsError, match="embedding_columns"):
+        LoopParams.from_mapping({"embedding_columns": "pooled"})
+
+
 def test_auto_keeps_embeddings_only_where_the_check_finds_they_help():
     from learning.featurespec import FeatureSpec, embedding_indices
 

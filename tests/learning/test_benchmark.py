@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from learning.bench.harness import Settings, main, seed_positives, split_cases
 from learning.features import load_dataset
@@ -149,3 +150,33 @@ def test_harness_auto_embeddings_decides_each_iteration(tmp_path):
     forced = main([*common, "--out", str(tmp_path / "on"), "--use-embeddings", "on"])
     assert "embeddings_checks" not in forced["methods"]["active_pu"]
     assert [p["embeddings_used"] for p in forced["curves"]["active_pu"]] == [True, True]
+
+
+def test_label_ceiling_draws_the_answers_it_says_and_reports(tmp_path):
+    from learning import pool
+    from learning.bench import label_ceiling
+    from learning.bench.harness import Harness
+
+    cases = write_dataset(tmp_path / "data")
+    ds = load_dataset(tmp_path / "data")
+    h = Harness(ds, Settings.from_kwargs(seed=0), None, lambda *_: None)
+    window = ("2018-04-10", "2018-04-20")
+    states = label_ceiling.draw_answers(h, n_labels=50, n_confirmed=20, window=window, seed=0)
+    confirmed = h.split.pool[states == pool.CONFIRMED]
+    assert len(confirmed) == 20 and (h.y[confirmed] == 1).all()
+    assert not ds.seed_positive[confirmed].any()
+    ts = pd.to_datetime(cases["ts"]).to_numpy()[confirmed]
+    assert (ts >= np.datetime64(window[0])).all() and (ts < np.datetime64(window[1])).all()
+    not_confirmed = h.split.pool[states == pool.NOT_CONFIRMED]
+    assert len(not_confirmed) == 30 and (h.y[not_confirmed] == 0).all()
+    with pytest.raises(ValueError, match="such positives"):
+        label_ceiling.draw_answers(h, n_labels=5000, n_confirmed=4000, window=None, seed=0)
+
+    out = tmp_path / "out"
+    report = label_ceiling.main(
+        ["--data", str(tmp_path / "data"), "--out", str(out), "--labels", "60"]
+        + ["--confirmed", "0", "40", "--seeds", "0"]
+    )
+    assert [s["confirmed"] for s in report["summary"]] == [0, 40]
+    assert json.loads((out / "label_ceiling.json").read_text())["labels"] == 60
+    assert "| 40 |" in (out / "label_ceiling.md").read_text()

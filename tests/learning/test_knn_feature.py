@@ -67,7 +67,7 @@ def test_spec_appends_the_column_reads_it_from_the_cases_and_says_when_it_is_mis
     with pytest.raises(ValueError, match=f"lack columns.*{KNN_FEATURE}.*10 nearest neighbours"):
         build_matrix(spec, cases.drop(columns=[KNN_FEATURE]))
     with pytest.raises(ValueError, match="newer than this code"):
-        FeatureSpec.from_json('{"version": 3}')
+        FeatureSpec.from_json('{"version": 4}')
 
 
 def test_two_step_pu_uses_the_share_when_positives_cluster():

@@ -549,6 +549,9 @@ def _decide_embeddings(run: Run) -> None:
     run.metrics["embeddings"] = {
         "setting": setting,
         "used": used,
+        # which of the encoder's columns the model reads (embedding_columns: own_event or all)
+        "model_columns": len(run.spec.used_embedding_columns),
+        "encoder_columns": run.spec.embedding_dim,
         **({} if check is None else {"check": check.to_dict()}),
     }
     if check is None:

@@ -347,6 +347,10 @@ def test_auto_embeddings_decide_and_the_version_records_it(
     assert (Path(version.artifact_dir) / "encoder.pt").exists() == decision["used"]
     page = admin_client.get(reverse("model-detail", args=[version.pk])).content.decode()
     assert "Embeddings (auto)" in page and "held-out ROC AUC on" in page
+    assert 0 < decision["model_columns"] < decision["encoder_columns"]  # own_event, the default
+    if decision["used"]:
+        assert decision["model_columns"] == len(spec.used_embedding_columns)
+        assert f"{decision['model_columns']} of the encoder's" in page
 
 
 def test_auto_without_events_is_off_and_on_is_refused(loop_dataset):

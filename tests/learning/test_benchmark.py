@@ -175,8 +175,9 @@ def test_label_ceiling_draws_the_answers_it_says_and_reports(tmp_path):
     out = tmp_path / "out"
     report = label_ceiling.main(
         ["--data", str(tmp_path / "data"), "--out", str(out), "--labels", "60"]
-        + ["--confirmed", "0", "40", "--seeds", "0"]
+        + ["--confirmed", "0", "40", "--seeds", "0", "--no-label-derived"]
     )
+    assert report["label_derived"] is False
     assert [s["confirmed"] for s in report["summary"]] == [0, 40]
     assert json.loads((out / "label_ceiling.json").read_text())["labels"] == 60
     assert "| 40 |" in (out / "label_ceiling.md").read_text()

@@ -254,5 +254,8 @@ def positives_left(
             "expert_recall": recall,
             "n_bootstrap": n_bootstrap,
             "plug_in": plug_in,
+            # other centres of the refits, measured against the mean in learning.bench.harness
+            "refit_median": float(np.median(expected_draws)),
+            "refit_geometric_mean": float(np.exp(np.mean(np.log(np.maximum(expected_draws, 0.5))))),
         },
     )

@@ -382,6 +382,9 @@ def _positives_left_point(h: Harness, loop: ActiveLoop, spec, X_pool, states, ba
         return {"truth": truth}
     return {
         "point": round(float(est.point), 2),
+        "refit_median": round(float(est.details.get("refit_median", est.point)), 2),
+        "refit_geometric_mean": round(float(est.details.get("refit_geometric_mean", est.point)), 2),
+        "plug_in": round(float(est.details.get("plug_in", est.point)), 2),
         "low": round(float(est.low), 2),
         "high": round(float(est.high), 2),
         "truth": truth,

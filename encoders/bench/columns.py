@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from encoders.bench.quality import EXCLUDED_HAND, gbrt
+from encoders.bench.quality import gbrt, hand_labels_split
 
 
 def column_sets(
@@ -63,15 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not 0 < n_own <= embeddings.shape[1]:
         parser.error(f"{n_own} own-event columns of a {embeddings.shape[1]}-column vector")
     cases = read_table(args.data, "cases")
-    schema = read_schema(args.data).get("cases", {})
-    numeric = [c for c in schema.get("numeric", []) if c in cases.columns]
-    hand_columns = [
-        c for c in numeric + schema.get("categorical", []) if c not in EXCLUDED_HAND and c in cases
-    ]
+    schema = read_schema(args.data)
+    hand_columns, y, test = hand_labels_split(cases, schema, args.split)
+    numeric = [c for c in schema.get("cases", {}).get("numeric", []) if c in cases.columns]
     hand = cases[hand_columns].to_numpy(np.float32)
     deviation = entity_deviation_features(cases, numeric).to_numpy(np.float32)
-    y = cases["label"].to_numpy(np.int64)
-    test = (pd.to_datetime(cases["ts"]) >= pd.Timestamp(args.split)).to_numpy()
     train = ~test
     results = {}
     for name, X in column_sets(hand, deviation, embeddings, n_own).items():

@@ -80,6 +80,22 @@ def gbrt(train_x, train_y, test_x, test_y, *, seed: int) -> dict[str, float]:
     return metrics(test_y, booster.predict(test_x))
 
 
+def hand_labels_split(
+    cases: pd.DataFrame, schema: dict, split: str
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The hand feature columns (the schema's numeric and categorical ones but ids), the labels
+    and the test mask (cases from ``split`` on) of a benchmark dataset's cases."""
+    case_schema = schema.get("cases", {})
+    hand = [
+        c
+        for c in case_schema.get("numeric", []) + case_schema.get("categorical", [])
+        if c not in EXCLUDED_HAND and c in cases.columns
+    ]
+    y = cases["label"].to_numpy(np.int64)
+    test = (pd.to_datetime(cases["ts"]) >= pd.Timestamp(split)).to_numpy()
+    return hand, y, test
+
+
 def embed_in_child(checkpoint: Path, data: Path, out: Path) -> dict:
     """Embed in a fresh process, returning its wall time and peak resident memory."""
     code = (
@@ -188,14 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     emb_random = np.load(out / "emb_random_init.npy", mmap_mode="r")
 
     cases = read_table(args.data, "cases")
-    schema = read_schema(args.data).get("cases", {})
-    hand = [
-        c
-        for c in schema.get("numeric", []) + schema.get("categorical", [])
-        if c not in EXCLUDED_HAND and c in cases.columns
-    ]
-    y = cases["label"].to_numpy(np.int64)
-    test = (pd.to_datetime(cases["ts"]) >= pd.Timestamp(args.split)).to_numpy()
+    hand, y, test = hand_labels_split(cases, read_schema(args.data), args.split)
     train = ~test
     report["rows"] = {
         "pool": int(train.sum()),

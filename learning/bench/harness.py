@@ -32,6 +32,7 @@ from learning.features import (
     load_dataset,
 )
 from learning.loop import ActiveLoop, LoopParams
+from learning.noise import out_of_fold_scores
 
 REQUIRED_METHODS = (
     "active_pu",
@@ -66,6 +67,7 @@ PROTOCOL_FIELDS = (
     "n_jobs",
     "methods",
     "positives_left_methods",
+    "positives_left_oracle",
 )
 
 
@@ -88,6 +90,9 @@ class Settings:
     # Methods whose curve reports the estimate of positives left after every batch (3 extra fits
     # per batch each).
     positives_left_methods: tuple[str, ...] = ("active_pu",)
+    # Also report, beside each estimate, what a supervised model of every true pool label says
+    # (out of fold): how close any estimate from these features could come (one k-fold fit).
+    positives_left_oracle: bool = False
     loop: LoopParams = field(default_factory=LoopParams)
 
     @classmethod
@@ -214,6 +219,22 @@ class Harness:
         # fires in real time). Never the truth.
         self.test_seed_mask = np.zeros(ds.n_cases, bool)
         self.test_seed_mask[self.split.test] = self.seeds[self.split.test]
+        self._supervised: np.ndarray | None = None
+
+    def supervised_pool_probabilities(self) -> np.ndarray:
+        """P(positive | x) for every pool case from a GBRT fitted on every true pool label, out
+        of fold (5 folds, hand and entity-deviation features, label-derived ones counting the
+        seeds only), shape (n_pool,): the positives-left oracle. Computed once per run."""
+        if self._supervised is None:
+            loop = self.loop_for("positives_left_oracle")
+            X_all, _ = self.features(loop, self.pool_seed)
+            self._supervised = out_of_fold_scores(
+                np.nan_to_num(X_all[self.split.pool], nan=0.0),
+                self.y[self.split.pool],
+                n_splits=5,
+                random_state=self.settings.seed,
+            )
+        return self._supervised
 
     def loop_for(self, name: str) -> ActiveLoop:
         """The loop a method runs: the settings' loop, with one thing changed for an ablation."""
@@ -380,6 +401,15 @@ def _positives_left_point(h: Harness, loop: ActiveLoop, spec, X_pool, states, ba
     truth = int(((states == pool.U) & (h.y[h.split.pool] == 1)).sum())
     if est is None:
         return {"truth": truth}
+    oracle = {}
+    if h.settings.positives_left_oracle:
+        p_u = h.supervised_pool_probabilities()[states == pool.U]
+        oracle_point = float(p_u.sum())
+        oracle = {
+            "oracle_point": round(oracle_point, 2),
+            "oracle_within_2x": within_2x(oracle_point, truth),
+            "oracle_chance_within_2x": round(chance_within_2x(p_u, seed=h.settings.seed), 3),
+        }
     return {
         "point": round(float(est.point), 2),
         "refit_median": round(float(est.details.get("refit_median", est.point)), 2),
@@ -389,11 +419,29 @@ def _positives_left_point(h: Harness, loop: ActiveLoop, spec, X_pool, states, ba
         "high": round(float(est.high), 2),
         "truth": truth,
         "inside": bool(est.low <= truth <= est.high),
-        "within_2x": bool(
-            max(est.point, 1.0) / max(truth, 1.0) <= 2.0
-            and max(truth, 1.0) / max(est.point, 1.0) <= 2.0
-        ),
+        "within_2x": within_2x(est.point, truth),
+        **oracle,
     }
+
+
+def within_2x(point: float, truth: float) -> bool:
+    """The point within a factor 2 of the truth, both counted at least 1."""
+    return bool(0.5 <= max(point, 1.0) / max(truth, 1.0) <= 2.0)
+
+
+def chance_within_2x(p: np.ndarray, *, seed: int = 0, draws: int = 400) -> float:
+    """How often a count of positives drawn case by case with probabilities ``p`` lies within 2x
+    of its expectation ``p.sum()``: the best share of checkpoints any estimate can be within 2x
+    at, even knowing every case's probability exactly (Monte Carlo; cases under 1e-3 together
+    as one Poisson count)."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(p, dtype=np.float64)
+    big, small = p[p >= 1e-3], float(p[p < 1e-3].sum())
+    counts = rng.poisson(small, size=draws).astype(np.float64)
+    for row in range(draws):
+        counts[row] += np.count_nonzero(rng.random(len(big)) < big)
+    expected = float(p.sum())
+    return float(np.mean([within_2x(expected, c) for c in counts]))
 
 
 def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:
@@ -559,6 +607,14 @@ def positives_left_summary(curves: dict) -> dict:
                 "inside_interval": round(sum(p["inside"] for p in points) / len(points), 3),
                 "within_2x": round(sum(p["within_2x"] for p in points) / len(points), 3),
             }
+            if all("oracle_point" in p for p in points):
+                n = len(points)
+                out[name]["oracle_within_2x"] = round(
+                    sum(p["oracle_within_2x"] for p in points) / n, 3
+                )
+                out[name]["oracle_chance_within_2x"] = round(
+                    sum(p["oracle_chance_within_2x"] for p in points) / n, 3
+                )
     return out
 
 
@@ -659,19 +715,24 @@ def report_markdown(report: dict) -> str:
         points = [c for c in curve if "point" in c.get("positives_left", {})]
         if not points:
             continue
+        oracle = all("oracle_point" in c["positives_left"] for c in points)
         lines += [
             "",
             f"## Positives left in U after each batch ({name})",
             "",
-            "| labels | estimate | interval | truth |",
-            "|---:|---:|---|---:|",
+            "| labels | estimate | interval | truth |"
+            + (" supervised oracle | its chance within 2x |" if oracle else ""),
+            "|---:|---:|---|---:|" + ("---:|---:|" if oracle else ""),
         ]
         for c in points:
             p = c["positives_left"]
-            lines.append(
+            row = (
                 f"| {c['labels']} | {p['point']:.0f} | {p['low']:.0f}-{p['high']:.0f} "
                 f"| {p['truth']} |"
             )
+            if oracle:
+                row += f" {p['oracle_point']:.0f} | {p['oracle_chance_within_2x']:.2f} |"
+            lines.append(row)
     lines += ["", "Settings: `" + json.dumps(report["settings"]) + "`", ""]
     return "\n".join(lines)
 
@@ -767,6 +828,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=1)
     p.add_argument(
+        "--positives-left-oracle",
+        action="store_true",
+        help="beside each estimate of positives left, the sum over U of a supervised model's "
+        "out-of-fold probabilities (every true pool label): how close these features allow",
+    )
+    p.add_argument(
         "--methods",
         default=None,
         help="comma-separated subset (default: all required methods and ablations)",
@@ -809,6 +876,7 @@ def settings_from_args(args: argparse.Namespace) -> dict:
         quick=args.quick,
         seed=args.seed,
         n_jobs=args.n_jobs,
+        positives_left_oracle=args.positives_left_oracle,
         **loop_arguments(args),
     )
     if args.methods:

@@ -111,6 +111,37 @@ def test_benchmark_report(tmp_path):
     assert (tmp_path / "merged" / "band_precision.png").exists()
 
 
+def test_positives_left_oracle_beside_each_estimate(tmp_path):
+    """``--positives-left-oracle``: each checkpoint also carries a supervised model's sum over U
+    (every true pool label, out of fold) and the chance a count drawn with its probabilities
+    lands within 2x of that sum."""
+    write_dataset(tmp_path / "data", with_ts=False)
+    common = ["--data", str(tmp_path / "data"), "--iterations", "2", "--batch-size", "30"]
+    main([*common, "--out", str(tmp_path / "out"), "--methods", "active_pu",
+          "--positives-left-oracle"])  # fmt: skip
+    on_disk = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert on_disk["settings"]["positives_left_oracle"] is True
+    for c in on_disk["curves"]["active_pu"][1:]:
+        left = c["positives_left"]
+        assert left["oracle_point"] > 0 and 0.0 <= left["oracle_chance_within_2x"] <= 1.0
+        assert left["oracle_within_2x"] == (
+            0.5 <= max(left["oracle_point"], 1) / max(left["truth"], 1) <= 2
+        )
+    summary = on_disk["positives_left"]["active_pu"]
+    assert {"oracle_within_2x", "oracle_chance_within_2x"} <= set(summary)
+    assert "supervised oracle" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_chance_within_2x_is_the_spread_of_a_count_around_its_expectation():
+    from learning.bench.harness import chance_within_2x
+
+    assert chance_within_2x(np.zeros(50)) == 1.0  # nothing left, nothing drawn: 0 and 0 agree
+    assert chance_within_2x(np.full(1000, 0.9)) == 1.0  # 900 expected: never off by 2x
+    # 3 expected positives (Poisson-like): a count of 0, 1 or 7+ misses 2x about 30% of draws.
+    few = chance_within_2x(np.full(3000, 0.001), seed=1, draws=2000)
+    assert 0.6 < few < 0.8
+
+
 def test_settings_defaults_match_the_issue():
     st = Settings()
     assert (st.iterations, st.batch_size, st.expert_recall, st.expert_false_positive) == (

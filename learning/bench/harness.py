@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 
 from learning import pool
 from learning.baselines import fit_gbrt, isolation_forest_scores
+from learning.bench.positives_left import within_2x
 from learning.evaluation import band_precision, ranking_metrics
 from learning.features import (
     Dataset,
@@ -226,7 +227,7 @@ class Harness:
         of fold (5 folds, hand and entity-deviation features, label-derived ones counting the
         seeds only), shape (n_pool,): the positives-left oracle. Computed once per run."""
         if self._supervised is None:
-            loop = self.loop_for("positives_left_oracle")
+            loop = self.loop_for("active_pu")
             X_all, _ = self.features(loop, self.pool_seed)
             self._supervised = out_of_fold_scores(
                 np.nan_to_num(X_all[self.split.pool], nan=0.0),
@@ -407,7 +408,7 @@ def _positives_left_point(h: Harness, loop: ActiveLoop, spec, X_pool, states, ba
         oracle_point = float(p_u.sum())
         oracle = {
             "oracle_point": round(oracle_point, 2),
-            "oracle_within_2x": within_2x(oracle_point, truth),
+            "oracle_within_2x": bool(within_2x(oracle_point, truth)),
             "oracle_chance_within_2x": round(chance_within_2x(p_u, seed=h.settings.seed), 3),
         }
     return {
@@ -419,21 +420,16 @@ def _positives_left_point(h: Harness, loop: ActiveLoop, spec, X_pool, states, ba
         "high": round(float(est.high), 2),
         "truth": truth,
         "inside": bool(est.low <= truth <= est.high),
-        "within_2x": within_2x(est.point, truth),
+        "within_2x": bool(within_2x(float(est.point), truth)),
         **oracle,
     }
 
 
-def within_2x(point: float, truth: float) -> bool:
-    """The point within a factor 2 of the truth, both counted at least 1."""
-    return bool(0.5 <= max(point, 1.0) / max(truth, 1.0) <= 2.0)
-
-
 def chance_within_2x(p: np.ndarray, *, seed: int = 0, draws: int = 400) -> float:
     """How often a count of positives drawn case by case with probabilities ``p`` lies within 2x
-    of its expectation ``p.sum()``: the best share of checkpoints any estimate can be within 2x
-    at, even knowing every case's probability exactly (Monte Carlo; cases under 1e-3 together
-    as one Poisson count)."""
+    of its expectation ``p.sum()``: how often a model whose probabilities were exactly right
+    would be within 2x of the truth, by chance alone (Monte Carlo; cases under 1e-3 together as
+    one Poisson count)."""
     rng = np.random.default_rng(seed)
     p = np.asarray(p, dtype=np.float64)
     big, small = p[p >= 1e-3], float(p[p < 1e-3].sum())
@@ -441,7 +437,7 @@ def chance_within_2x(p: np.ndarray, *, seed: int = 0, draws: int = 400) -> float
     for row in range(draws):
         counts[row] += np.count_nonzero(rng.random(len(big)) < big)
     expected = float(p.sum())
-    return float(np.mean([within_2x(expected, c) for c in counts]))
+    return float(np.mean([within_2x(expected, float(c)) for c in counts]))
 
 
 def run_static(h: Harness, name: str) -> tuple[dict, np.ndarray]:

@@ -598,19 +598,13 @@ def positives_left_summary(curves: dict) -> dict:
     for name, curve in curves.items():
         points = [c["positives_left"] for c in curve if "point" in c.get("positives_left", {})]
         if points:
-            out[name] = {
-                "checkpoints": len(points),
-                "inside_interval": round(sum(p["inside"] for p in points) / len(points), 3),
-                "within_2x": round(sum(p["within_2x"] for p in points) / len(points), 3),
-            }
+            shares = {"inside_interval": "inside", "within_2x": "within_2x"}
             if all("oracle_point" in p for p in points):
-                n = len(points)
-                out[name]["oracle_within_2x"] = round(
-                    sum(p["oracle_within_2x"] for p in points) / n, 3
-                )
-                out[name]["oracle_chance_within_2x"] = round(
-                    sum(p["oracle_chance_within_2x"] for p in points) / n, 3
-                )
+                shares |= {k: k for k in ("oracle_within_2x", "oracle_chance_within_2x")}
+            out[name] = {"checkpoints": len(points)} | {
+                out_key: round(sum(p[key] for p in points) / len(points), 3)
+                for out_key, key in shares.items()
+            }
     return out
 
 
